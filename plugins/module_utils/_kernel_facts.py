@@ -60,7 +60,11 @@ class KernelFactsError(Exception):
 
 @dataclass(frozen=True)
 class RunningView:
-    """The running kernel as this host shows it: uname, and ``proc/``, ``sys/`` under ``base``."""
+    """The running kernel as this host shows it: uname, and ``proc/``, ``sys/`` under ``base``.
+
+    ``base`` is also the root directory of the running system: facts for that root (and the
+    running release) are facts about the running kernel. Tests point it at a fake root.
+    """
 
     release: str
     version: str
@@ -107,7 +111,11 @@ class ModuleView:
 
 
 class ModuleReadError(Exception):
-    pass
+    """One module file could not be read; the message says why."""
+
+
+class ReaderUnavailable(ModuleReadError):
+    """No module file can be read on this host (pyelftools is missing)."""
 
 
 def read_module_view(path: str) -> ModuleView:
@@ -115,19 +123,15 @@ def read_module_view(path: str) -> ModuleView:
     try:
         from ansible_collections.vermagic.kmod.plugins.module_utils import _modfile
     except ImportError as exc:
-        raise ModuleReadError(f"the module reader is not available ({exc}): "
+        raise ReaderUnavailable(f"the module reader is not available ({exc}): "
                               "install pyelftools (Debian: python3-pyelftools)") from None
     try:
         module = _modfile.read_module(path)
     except Exception as exc:  # the reader's own error types: the message says what is wrong
         raise ModuleReadError(str(exc)) from None
-    fields = module.fields or {}
-    vermagic = fields.get("vermagic")
-    if isinstance(vermagic, list):
-        vermagic = vermagic[0] if vermagic else None
-    elf = module.elf or {}
-    return ModuleView(vermagic=vermagic, elf_class=elf.get("class"), elf_machine=elf.get("machine"),
-                      intree=fields.get("intree") == "Y")
+    intree = module.fields.get("intree")
+    return ModuleView(vermagic=module.vermagic, elf_class=module.elf.elf_class,
+                      elf_machine=module.elf.machine, intree=intree == "Y")
 
 
 @dataclass
@@ -212,12 +216,10 @@ def _vmlinuz_headers(root: str) -> dict[str, str | None]:
 
 
 def choose_release(root: str, release: str | None, view: RunningView | None) -> str:
-    if release:
+    if release is not None:
         _check_release(release)
         return release
-    if os.path.realpath(root) == "/":
-        if view is None:
-            raise KernelFactsError("the running kernel's release is unknown: give release")
+    if view is not None:  # root is the running system's
         return view.release
     kernels = installed_kernels(root)
     if not kernels:
@@ -468,26 +470,24 @@ def _compiler(state: _State, options: dict[str, str | None] | None) -> dict | No
         state.missing.append("compiler: the configuration has no CONFIG_CC_VERSION_TEXT "
                              "(kernels before 5.8): the compiler that built it is unknown")
         return None
-    if os.path.realpath(state.root) == "/":
-        dirs = (state.view.path if state.view is not None else DEFAULT_PATH).split(":")
-    else:
-        dirs = DEFAULT_PATH.split(":")
+    at_host = state.view is not None
+    dirs = (state.view.path if state.view is not None else DEFAULT_PATH).split(":")
     found["path"] = None
-    at_host = os.path.realpath(state.root) == "/"
     where = "in PATH" if at_host else f"under {state.root}"
     for directory in dirs:
         if not directory.startswith("/"):
             continue
         candidate = state.host(os.path.join(directory, found["name"]))
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            found["path"] = os.path.join(directory, found["name"]) if at_host else candidate
+            found["path"] = inside(state.root, os.path.join(directory, found["name"])) \
+                if at_host else candidate
             break
     if found["path"] is None:
         state.missing.append(f"compiler: {found['name']} (which built this kernel: "
                              f"{found['text']}) is not installed {where}")
     elif not re.search(r"-\d+$", found["name"]) and found["version"]:
         # a plain "gcc" or "clang" can be any version: check it where it can be run
-        if not at_host or state.view is None:
+        if state.view is None:
             state.missing.append(f"compiler: {found['path']} is a {found['name']} of unknown "
                                  f"version (it is not run under a root other than /); the "
                                  f"kernel was built with {found['version']}")
@@ -602,11 +602,10 @@ def gather(root: str = "/", release: str | None = None, view: RunningView | None
            progress: Callable[[str], None] | None = None) -> tuple[dict, list[str]]:
     """``(kmod_kernel facts, warnings)`` for ``release`` under ``root``; read-only."""
     root = _check_root(root)
-    at_host = os.path.realpath(root) == "/"
-    if view is None and at_host:
-        view = RunningView.from_host()
-    release = choose_release(root, release, view)
-    running = bool(at_host and view is not None and release == view.release)
+    view = view or RunningView.from_host()
+    at_host = os.path.realpath(root) == os.path.realpath(view.base)
+    release = choose_release(root, release, view if at_host else None)
+    running = at_host and release == view.release
     state = _State(root=root, release=release, running=running, view=view if at_host else None)
     say = progress or (lambda _msg: None)
 
@@ -654,10 +653,11 @@ def gather(root: str = "/", release: str | None = None, view: RunningView | None
     for relative in _candidates(files)[:MODULE_ATTEMPTS]:
         try:
             seen = module_reader(os.path.join(moddir, relative))
+        except ReaderUnavailable as exc:
+            failures.append(str(exc))
+            break
         except ModuleReadError as exc:
             failures.append(f"{relative}: {exc}")
-            if "not available" in str(exc):
-                break
             continue
         if not seen.vermagic:
             failures.append(f"{relative}: it has no vermagic")
