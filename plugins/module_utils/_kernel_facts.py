@@ -124,7 +124,7 @@ def read_module_view(path: str) -> ModuleView:
         from ansible_collections.vermagic.kmod.plugins.module_utils import _modfile
     except ImportError as exc:
         raise ReaderUnavailable(f"the module reader is not available ({exc}): "
-                              "install pyelftools (Debian: python3-pyelftools)") from None
+                                "install pyelftools (Debian: python3-pyelftools)") from None
     try:
         module = _modfile.read_module(path)
     except Exception as exc:  # the reader's own error types: the message says what is wrong

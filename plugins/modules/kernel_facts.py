@@ -23,7 +23,7 @@ description:
     C(pyelftools) on the managed host; without it the vermagic is derived from the configuration
     and C(missing) says so.
 author:
-  - vermagic.kmod contributors
+  - vermagic.kmod contributors (!UNKNOWN)
 options:
   release:
     description:
