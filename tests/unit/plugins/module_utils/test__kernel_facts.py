@@ -22,15 +22,17 @@ class FakeReader:
     """Stands in for the module reader: every file has ``vermagic`` unless listed as broken."""
 
     def __init__(self, vermagic: str | None = VERMAGIC, broken: tuple[str, ...] = (),
-                 machine: str = "EM_X86_64") -> None:
+                 machine: str = "EM_X86_64", external: tuple[str, ...] = ()) -> None:
         self.vermagic, self.broken, self.machine = vermagic, broken, machine
+        self.external = external
         self.read: list[str] = []
 
     def __call__(self, path: str) -> ModuleView:
         self.read.append(path)
         if any(path.endswith(b) for b in self.broken):
             raise ModuleReadError(f"{path} is not a kernel module: damaged")
-        return ModuleView(self.vermagic, 64, self.machine, True)
+        intree = not any(path.endswith(e) for e in self.external)
+        return ModuleView(self.vermagic, 64, self.machine, intree)
 
 
 class FakeHost(RunningView):
@@ -174,6 +176,24 @@ def test_unreadable_modules_are_skipped_then_config(tmp_path):
     facts, _warnings = facts_of(root, reader=reader)
     assert facts["vermagic"] == VERMAGIC and facts["vermagic_source"] == "config"
     assert has(facts["missing"], "derived from the configuration")
+
+
+def test_modules_saying_intree_are_preferred(tmp_path):
+    root = make_root(tmp_path / "root")
+    facts, warnings = facts_of(root, reader=FakeReader(external=("crc-itu-t.ko",)))
+    assert facts["vermagic_source"] == "kernel/fs/fat/fat.ko" and warnings == []
+    facts, warnings = facts_of(root, reader=FakeReader(external=(".ko",)))
+    assert facts["vermagic_source"] == "kernel/lib/crc-itu-t.ko"
+    assert any("no module read says intree=Y" in w for w in warnings)
+
+
+def test_module_of_another_release_is_reported(tmp_path):
+    root = make_root(tmp_path / "root")
+    facts, warnings = facts_of(root, reader=FakeReader("6.1.0-55-amd64 SMP preempt mod_unload "
+                                                       "modversions "))
+    assert facts["vermagic"].startswith("6.1.0-55-amd64 ")
+    assert any("whose release is not " + RELEASE in w for w in warnings)
+    assert has(facts["missing"], "trusting the module")
 
 
 def test_reader_unavailable_falls_back_to_config(tmp_path):
