@@ -362,6 +362,8 @@ def _build_dir(state: _State) -> dict:
         else:
             result["reason"] = (f"no {shown}: install the kernel headers (devel) package of this "
                                 "release")
+        if not os.path.islink(entry):
+            result["path"] = shown  # where it would be, as the system names it
         state.missing.append(f"build directory: {result['reason']}")
         return result
     problems = []
