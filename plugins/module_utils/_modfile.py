@@ -87,6 +87,13 @@ class ElfInfo:
         return {"class": self.elf_class, "byte_order": self.byte_order,
                 "machine": self.machine, "machine_code": self.machine_code, "type": self.type}
 
+    # Read-only mapping access with the result keys (``elf["class"]``, ``elf.get("machine")``).
+    def __getitem__(self, key: str) -> Any:
+        return self.as_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.as_dict().get(key, default)
+
 
 @dataclass(frozen=True)
 class VersionEntry:
