@@ -246,8 +246,8 @@ def _vermagic(module: ModuleFile, kernel_magic: str | None, force_load: bool | N
         return
     if not same_magic(magic, kernel_magic, module.has_versions):
         problems.append(_item(
-            "vermagic", f"the kernel would refuse it: '{name}: version magic '{magic}' should "
-            f"be '{kernel_magic}'' (insmod: Invalid module format)",
+            "vermagic", f"the kernel would refuse it, logging: {name}: version magic '{magic}' "
+            f"should be '{kernel_magic}' (insmod: Invalid module format)",
             "rebuild against headers configured like this kernel (vermagic.kmod.kernel_facts "
             "shows the expected vermagic; SMP/preempt/mod_unload/modversions must match)"))
         return
