@@ -172,8 +172,8 @@ def der(tag: int, content: bytes) -> bytes:
 
 def oid(text: str) -> bytes:
     parts = [int(p) for p in text.split(".")]
-    body = bytearray([40 * parts[0] + parts[1]])
-    for number in parts[2:]:
+    body = bytearray()
+    for number in [40 * parts[0] + parts[1]] + parts[2:]:
         chunk = [number & 0x7F]
         number >>= 7
         while number:
