@@ -87,6 +87,13 @@ class ElfInfo:
         return {"class": self.elf_class, "byte_order": self.byte_order,
                 "machine": self.machine, "machine_code": self.machine_code, "type": self.type}
 
+    # Read-only mapping access with the result keys (``elf["class"]``, ``elf.get("machine")``).
+    def __getitem__(self, key: str) -> Any:
+        return self.as_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.as_dict().get(key, default)
+
 
 @dataclass(frozen=True)
 class VersionEntry:
@@ -157,15 +164,11 @@ class Signature:
 
 def kmod_hex(raw: bytes, line_limit: int = 20) -> str:
     """kmod's kmod_module_hex_to_str(): ``XX:XX:…`` upper case, a newline and two tabs every 20."""
-    out = []
-    last = len(raw) - 1
-    for index, byte in enumerate(raw):
-        out.append(f"{byte:02X}")
-        if index < last:
-            out.append(":")
-            if (index + 1) % line_limit == 0:
-                out.append("\n\t\t")
-    return "".join(out)
+    text = raw.hex(":").upper()
+    width = 3 * line_limit  # "XX:" per byte; a line ends with its colon
+    if len(text) <= width:
+        return text
+    return "\n\t\t".join(text[i:i + width] for i in range(0, len(text), width))
 
 
 def _describe_head(data: Buffer) -> str:
@@ -297,11 +300,10 @@ class ModuleFile:
         where = self._sections[".modinfo"]
         raw = bytes(self._data[where[0]:where[0] + where[1]])
         entries: list[tuple[str, str]] = []
-        for item in raw.split(b"\0"):
-            if not item:
-                continue
-            key, _sep, value = item.decode("utf-8", "replace").partition("=")
-            entries.append((key, value))
+        for item in raw.decode("utf-8", "replace").split("\0"):
+            if item:
+                key, _sep, value = item.partition("=")
+                entries.append((key, value))
         self.modinfo = entries
 
     # ---- public attributes -----------------------------------------------------------------

@@ -109,7 +109,18 @@ def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, in
     return out
 
 
+_OID_CACHE: dict[bytes, str] = {}
+
+
 def decode_oid(raw: bytes) -> str:
+    """Dotted text of a DER OBJECT IDENTIFIER's contents (memoised: modules repeat a few OIDs)."""
+    text = _OID_CACHE.get(raw)
+    if text is None:
+        text = _OID_CACHE[raw] = _decode_oid(raw)
+    return text
+
+
+def _decode_oid(raw: bytes) -> str:
     if not raw:
         raise Pkcs7Error("empty OBJECT IDENTIFIER")
     numbers: list[int] = []
