@@ -5,7 +5,11 @@ import time
 
 import pytest
 
-from ansible_collections.vermagic.kmod.plugins.module_utils._lock import LockTimeout, exclusive_lock
+from ansible_collections.vermagic.kmod.plugins.module_utils._lock import (
+    LockTimeout,
+    exclusive_lock,
+    shared_lock,
+)
 
 
 def _hold(path: str, ready, release) -> None:
@@ -42,4 +46,46 @@ def test_lock_is_released_when_the_holder_dies(tmp_path):
     holder.kill()
     holder.join(10)
     with exclusive_lock(path, timeout=2):
+        pass
+
+
+def _hold_shared(path: str, ready, release) -> None:
+    with shared_lock(path):
+        ready.set()
+        release.wait(10)
+
+
+def test_shared_holders_coexist_and_keep_an_exclusive_one_out(tmp_path):
+    path = str(tmp_path / "tree.lock")
+    ready, release = multiprocessing.Event(), multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold_shared, args=(path, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        with shared_lock(path, timeout=0.5, poll=0.05):
+            pass  # a second reader gets in at once
+        with pytest.raises(LockTimeout, match="shared holders"):
+            with exclusive_lock(path, timeout=0.3, poll=0.05):
+                pass
+    finally:
+        release.set()
+        holder.join(10)
+    with exclusive_lock(path, timeout=1):
+        pass
+
+
+def test_shared_waits_for_an_exclusive_holder(tmp_path):
+    path = str(tmp_path / "tree.lock")
+    ready, release = multiprocessing.Event(), multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold, args=(path, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        with pytest.raises(LockTimeout, match=f"pid {holder.pid}"):
+            with shared_lock(path, timeout=0.3, poll=0.05):
+                pass
+    finally:
+        release.set()
+        holder.join(10)
+    with shared_lock(path, timeout=1):
         pass
