@@ -594,7 +594,8 @@ class _Operation:
             raise self.fail(f"preflight refuses {cand.path} for kernel {host.release}, nothing "
                             f"was touched: {'; '.join(lines)}"
                             + ("" if req.force else ". force: [preflight] would let the kernel "
-                               "decide (and the old module is put back if it refuses)"))
+                               "decide" + (" (the old module is put back if it refuses)"
+                                           if action == "replaced" else "")))
         forced = sorted(set(req.force))
         res["forced"] = forced
         for note in decision["notes"]:

@@ -68,6 +68,11 @@ def interim_verdict(module: Any, kernel: dict, symvers: dict[str, ExportedSymbol
     rebuild = (f"rebuild it against the headers or a prepared tree of {release} "
                "(vermagic.kmod.deploy does this)")
 
+    config_path = (kernel.get("config") or {}).get("path")
+    if config_path and options.get("MODULES") is None:
+        problems.append(_item("modules_disabled", f"{release} is built without CONFIG_MODULES "
+                              f"({config_path}): it cannot load any module",
+                              "build the code into a kernel instead; a module cannot help here"))
     k_class, k_machine = kernel.get("elf_class"), kernel.get("elf_machine")
     if k_class and module.elf.elf_class != k_class:
         problems.append(_item("elf_class", f"{name} is a {module.elf.elf_class}-bit ELF object; "

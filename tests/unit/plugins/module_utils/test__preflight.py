@@ -21,7 +21,8 @@ GOOD = {"module_layout": 0x0CE1AB5C, "_printk": 0x92997ED8}
 def kernel(**over):
     facts = {"release": "6.1.0-56-amd64", "vermagic": MAGIC, "modversions": True,
              "elf_class": 64, "elf_machine": "EM_X86_64", "sig_enforce": False, "lockdown": "none",
-             "config": {"options": {"MODULE_FORCE_LOAD": "y", "MODULE_SIG": "y"}},
+             "config": {"path": "/boot/config-6.1.0-56-amd64",
+                        "options": {"MODULES": "y", "MODULE_FORCE_LOAD": "y", "MODULE_SIG": "y"}},
              "symvers": []}
     facts.update(over)
     return facts
@@ -58,9 +59,12 @@ def test_release_word_may_differ_when_crcs_are_there():
      "version magic '6.1.0-56-amd64 SMP preempt MOD_UNLOAD modversions ' should be"),
     ({"imports": ["_printk", "nobody_exports_this"]}, {}, "unknown_symbol", "nobody_exports_this"),
     ({"machine": 183}, {}, "machine", "EM_AARCH64"),
-    ({"versions": None}, {"config": {"options": {}}}, "no_versions_forbidden", "no __versions"),
+    ({"versions": None}, {"config": {"options": {"MODULES": "y"}}}, "no_versions_forbidden",
+     "no __versions"),
     ({}, {"sig_enforce": True}, "signature_required", "Key was rejected"),
     ({}, {"lockdown": "integrity"}, "signature_required", "locked down"),
+    ({}, {"config": {"path": "/proc/config.gz", "options": {"MODULES": None}}}, "modules_disabled",
+     "without CONFIG_MODULES"),
 ])
 def test_what_the_kernel_refuses_is_refused(kw, kover, code, words):
     got = interim_verdict(mod(**kw), kernel(**kover), SYMVERS)
