@@ -1,0 +1,237 @@
+# Copyright (c) vermagic.kmod contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The ELF ``vmlinux`` inside a ``vmlinuz`` (bzImage), taken out in Python.
+
+A bzImage of boot protocol 2.08 or later names its compressed payload in the boot header
+(``payload_offset``/``payload_length``, see ``_bzimage``); the payload's first bytes say how it
+is compressed. gzip, xz, lzma and bzip2 are decompressed with the standard library, zstd with
+the ``zstandard`` package or else the ``zstd`` program; lz4 and lzo need the ``lz4`` and
+``lzop`` programs. Older images (no payload fields) and other containers are searched for the
+compression magics in the order of the kernel's ``scripts/extract-vmlinux``, and the first one
+that decompresses to an ELF file wins. A file that already is an ELF file is taken as it is.
+
+The kernel's build appends the uncompressed size (4 bytes, little endian) to every payload:
+each decompressor here stops at the end of its stream and ignores what follows.
+"""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import os
+import shutil
+import subprocess
+import zlib
+from dataclasses import dataclass
+from typing import Callable
+
+from ._bzimage import HEADER_MAGIC, BzImageError, parse_header
+
+ELF_MAGIC = b"\x7fELF"
+
+
+class VmlinuxError(Exception):
+    """No vmlinux could be taken out of an image; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Vmlinux:
+    data: bytes
+    compression: str       # "gzip", "xz", …, or "none" for a file that is vmlinux itself
+    located_by: str        # "header" (boot protocol payload fields), "scan" or "elf"
+    release: str | None    # from the boot header, when there is one
+
+
+def _gzip(data: bytes) -> bytes:
+    decomp = zlib.decompressobj(wbits=31)
+    out = decomp.decompress(data)
+    if not decomp.eof:
+        raise ValueError("the gzip stream is truncated")
+    return out
+
+
+def _xz(data: bytes) -> bytes:
+    decomp = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    out = decomp.decompress(data)
+    if not decomp.eof:
+        raise ValueError("the xz stream is truncated")
+    return out
+
+
+def _lzma(data: bytes) -> bytes:
+    decomp = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
+    out = decomp.decompress(data)
+    if not decomp.eof and not out.startswith(ELF_MAGIC):
+        raise ValueError("the lzma stream is truncated")
+    return out
+
+
+def _bzip2(data: bytes) -> bytes:
+    decomp = bz2.BZ2Decompressor()
+    out = decomp.decompress(data)
+    if not decomp.eof:
+        raise ValueError("the bzip2 stream is truncated")
+    return out
+
+
+def _zstd(data: bytes) -> bytes:
+    try:
+        import zstandard
+    except ImportError:
+        return _external(["zstd", "-dcq"], data, "zstd", "zstandard (pip) or zstd (package)")
+    decomp = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        out = decomp.decompress(data)
+    except zstandard.ZstdError as exc:
+        raise ValueError(str(exc)) from None
+    if not getattr(decomp, "eof", True):
+        raise ValueError("the zstd stream is truncated")
+    return out
+
+
+def _external(argv: list[str], data: bytes, tool: str, install: str) -> bytes:
+    program = shutil.which(argv[0])
+    if program is None:
+        raise VmlinuxError(f"the kernel image is {tool}-compressed and the {argv[0]} program "
+                           f"is not installed; install {install}")
+    proc = subprocess.run([program] + argv[1:], input=data, capture_output=True, check=False)
+    # The appended size trails the stream: lz4 and lzop may complain about it after writing
+    # everything, so success is judged by the output (an ELF file), not by the exit status.
+    if not proc.stdout:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        raise ValueError(f"{argv[0]} failed: {err or f'exit status {proc.returncode}'}")
+    return proc.stdout
+
+
+def _lz4(data: bytes) -> bytes:
+    return _external(["lz4", "-dc"], data, "lz4", "lz4")
+
+
+def _lzo(data: bytes) -> bytes:
+    return _external(["lzop", "-dc"], data, "lzo", "lzop")
+
+
+# name, magic, decompressor: the order of scripts/extract-vmlinux.
+COMPRESSIONS: list[tuple[str, bytes, Callable[[bytes], bytes]]] = [
+    ("gzip", b"\x1f\x8b\x08", _gzip),
+    ("xz", b"\xfd7zXZ\x00", _xz),
+    ("bzip2", b"BZh", _bzip2),
+    ("lzma", b"\x5d\x00\x00\x00", _lzma),
+    ("lzo", b"\x89LZO", _lzo),
+    ("lz4", b"\x02!L\x18", _lz4),
+    ("zstd", b"(\xb5/\xfd", _zstd),
+]
+
+
+def compression_of(data: bytes) -> str | None:
+    """The compression whose magic starts ``data`` (``"none"`` for an ELF file), else None."""
+    if data.startswith(ELF_MAGIC):
+        return "none"
+    for name, magic, _func in COMPRESSIONS:
+        if data.startswith(magic):
+            return name
+    return None
+
+
+def decompress(data: bytes, method: str, source: str = "payload") -> bytes:
+    """Decompress ``data`` with ``method`` (a name of ``COMPRESSIONS``); errors name ``source``."""
+    for name, _magic, func in COMPRESSIONS:
+        if name == method:
+            try:
+                return func(data)
+            except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as exc:
+                raise VmlinuxError(f"{source}: the {method} payload does not decompress "
+                                   f"({exc}); the image is damaged or truncated") from None
+    raise VmlinuxError(f"{source}: unknown compression {method!r}")
+
+
+def _from_header(data: bytes, source: str) -> Vmlinux | None:
+    try:
+        header = parse_header(data, source)
+    except BzImageError:
+        return None
+    if header.payload_offset is None or not header.payload_length:
+        return None  # boot protocol before 2.08: search for the payload instead
+    start = header.setup_size + header.payload_offset
+    end = start + header.payload_length
+    if end > len(data):
+        raise VmlinuxError(
+            f"{source} is truncated: its boot header puts the {header.payload_length}-byte "
+            f"payload at {start:#x}, past the end of the file ({len(data)} bytes); "
+            "copy the image again from the kernel package")
+    payload = data[start:end]
+    method = compression_of(payload)
+    if method is None:
+        raise VmlinuxError(
+            f"{source}: unknown compression of the kernel payload (it starts with "
+            f"{payload[:6].hex(' ')}); known are none (ELF), "
+            + ", ".join(name for name, _m, _f in COMPRESSIONS))
+    elf = payload if method == "none" else decompress(payload, method, source)
+    if not elf.startswith(ELF_MAGIC):
+        raise VmlinuxError(f"{source}: the {method} payload did not decompress to an ELF file")
+    return Vmlinux(elf, method, "header", header.release)
+
+
+def _scan(data: bytes, source: str) -> Vmlinux | None:
+    failures: list[str] = []
+    for name, magic, func in COMPRESSIONS:
+        pos = data.find(magic)
+        while pos >= 0:
+            try:
+                out = func(data[pos:])
+            except VmlinuxError as exc:
+                failures.append(str(exc))
+                break  # the tool is missing: no point trying further offsets
+            except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error):
+                out = b""
+            if out.startswith(ELF_MAGIC):
+                release = None
+                if data[0x202:0x206] == HEADER_MAGIC:
+                    try:
+                        release = parse_header(data, source).release
+                    except BzImageError:
+                        pass
+                return Vmlinux(out, name, "scan", release)
+            pos = data.find(magic, pos + 1)
+    if failures:
+        raise VmlinuxError("; ".join(failures))
+    return None
+
+
+def extract_vmlinux(data: bytes, source: str = "vmlinuz") -> Vmlinux:
+    """The ELF vmlinux inside ``data`` (a bzImage, a compressed image, or vmlinux itself)."""
+    if data.startswith(ELF_MAGIC):
+        return Vmlinux(data, "none", "elf", None)
+    found = _from_header(data, source) or _scan(data, source)
+    if found is None:
+        kind = ("an x86 bzImage" if data[0x202:0x206] == HEADER_MAGIC
+                else "not an x86 bzImage")
+        raise VmlinuxError(
+            f"{source} is {kind} and holds no compressed ELF vmlinux that could be found "
+            "(looked for gzip, xz, bzip2, lzma, lzo, lz4 and zstd payloads); give the "
+            "uncompressed vmlinux, or use the headers package's Module.symvers instead")
+    return found
+
+
+def read_vmlinux(path: str) -> Vmlinux:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except IsADirectoryError:
+        raise VmlinuxError(f"{path} is a directory, not a kernel image") from None
+    except OSError as exc:
+        raise VmlinuxError(f"cannot read {path}: {exc.strerror}") from None
+    return extract_vmlinux(data, path)
+
+
+def find_image(root: str, release: str) -> str | None:
+    """The kernel image of ``release`` under ``root``, or None."""
+    for relative in (f"boot/vmlinuz-{release}", f"boot/vmlinux-{release}",
+                     f"lib/modules/{release}/vmlinuz", f"usr/lib/modules/{release}/vmlinuz",
+                     f"boot/bzImage-{release}"):
+        path = os.path.join(root, relative)
+        if os.path.isfile(path):
+            return path
+    return None
