@@ -12,8 +12,9 @@ the ``zstandard`` package or else the ``zstd`` program; lz4 and lzo need the ``l
 compression magics in the order of the kernel's ``scripts/extract-vmlinux``, and the first one
 that decompresses to an ELF file wins. A file that already is an ELF file is taken as it is.
 
-The kernel's build appends the uncompressed size (4 bytes, little endian) to every payload:
-each decompressor here stops at the end of its stream and ignores what follows.
+Every payload ends with the uncompressed size (4 bytes, little endian: gzip's own trailer, or
+the ``size_append`` of arch/x86/boot/compressed/Makefile for the others). The decompressors
+here stop at the end of their stream; a payload found by the header is checked against it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import bz2
 import lzma
 import os
 import shutil
+import struct
 import subprocess
 import zlib
 from dataclasses import dataclass
@@ -44,7 +46,7 @@ class Vmlinux:
     release: str | None    # from the boot header, when there is one
 
 
-def _gzip(data: bytes) -> bytes:
+def _gzip(data: bytes, exact: bool = False) -> bytes:
     decomp = zlib.decompressobj(wbits=31)
     out = decomp.decompress(data)
     if not decomp.eof:
@@ -52,7 +54,7 @@ def _gzip(data: bytes) -> bytes:
     return out
 
 
-def _xz(data: bytes) -> bytes:
+def _xz(data: bytes, exact: bool = False) -> bytes:
     decomp = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
     out = decomp.decompress(data)
     if not decomp.eof:
@@ -60,15 +62,15 @@ def _xz(data: bytes) -> bytes:
     return out
 
 
-def _lzma(data: bytes) -> bytes:
+def _lzma(data: bytes, exact: bool = False) -> bytes:
     decomp = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
     out = decomp.decompress(data)
-    if not decomp.eof and not out.startswith(ELF_MAGIC):
+    if not decomp.eof:
         raise ValueError("the lzma stream is truncated")
     return out
 
 
-def _bzip2(data: bytes) -> bytes:
+def _bzip2(data: bytes, exact: bool = False) -> bytes:
     decomp = bz2.BZ2Decompressor()
     out = decomp.decompress(data)
     if not decomp.eof:
@@ -76,11 +78,12 @@ def _bzip2(data: bytes) -> bytes:
     return out
 
 
-def _zstd(data: bytes) -> bytes:
+def _zstd(data: bytes, exact: bool = False) -> bytes:
     try:
         import zstandard
     except ImportError:
-        return _external(["zstd", "-dcq"], data, "zstd", "zstandard (pip) or zstd (package)")
+        return _external(["zstd", "-dcq"], data, exact, "zstd",
+                         "the zstandard Python package or the zstd program")
     decomp = zstandard.ZstdDecompressor().decompressobj()
     try:
         out = decomp.decompress(data)
@@ -91,34 +94,39 @@ def _zstd(data: bytes) -> bytes:
     return out
 
 
-def _external(argv: list[str], data: bytes, tool: str, install: str) -> bytes:
+def _external(argv: list[str], data: bytes, exact: bool, tool: str, install: str) -> bytes:
+    """Decompress with a program. ``exact``: ``data`` is exactly a payload, which ends with the
+    4-byte size; it is cut off so the program can judge the stream itself by its exit status.
+    Otherwise the stream is followed by unknown bytes, which the programs complain about
+    after writing everything: then only output counts (a cut ELF file is caught later)."""
     program = shutil.which(argv[0])
     if program is None:
         raise VmlinuxError(f"the kernel image is {tool}-compressed and the {argv[0]} program "
                            f"is not installed; install {install}")
-    proc = subprocess.run([program] + argv[1:], input=data, capture_output=True, check=False)
-    # The appended size trails the stream: lz4 and lzop may complain about it after writing
-    # everything, so success is judged by the output (an ELF file), not by the exit status.
-    if not proc.stdout:
+    proc = subprocess.run([program] + argv[1:], input=data[:-4] if exact else data,
+                          capture_output=True, check=False)
+    if (exact and proc.returncode) or not proc.stdout:
         err = proc.stderr.decode("utf-8", "replace").strip()
         raise ValueError(f"{argv[0]} failed: {err or f'exit status {proc.returncode}'}")
     return proc.stdout
 
 
-def _lz4(data: bytes) -> bytes:
-    return _external(["lz4", "-dc"], data, "lz4", "lz4")
+def _lz4(data: bytes, exact: bool = False) -> bytes:
+    return _external(["lz4", "-dc"], data, exact, "lz4", "lz4")
 
 
-def _lzo(data: bytes) -> bytes:
-    return _external(["lzop", "-dc"], data, "lzo", "lzop")
+def _lzo(data: bytes, exact: bool = False) -> bytes:
+    return _external(["lzop", "-dc"], data, exact, "lzo", "lzop")
 
 
-# name, magic, decompressor: the order of scripts/extract-vmlinux.
-COMPRESSIONS: list[tuple[str, bytes, Callable[[bytes], bytes]]] = [
+# name, magic, decompressor: the order of scripts/extract-vmlinux. Its lzma magic has a
+# fourth zero byte, which only fits dictionaries of 16 MiB and more (the kernel uses lzma -9);
+# this one takes any dictionary size that is a multiple of 64 KiB.
+COMPRESSIONS: list[tuple[str, bytes, Callable[[bytes, bool], bytes]]] = [
     ("gzip", b"\x1f\x8b\x08", _gzip),
     ("xz", b"\xfd7zXZ\x00", _xz),
     ("bzip2", b"BZh", _bzip2),
-    ("lzma", b"\x5d\x00\x00\x00", _lzma),
+    ("lzma", b"\x5d\x00\x00", _lzma),
     ("lzo", b"\x89LZO", _lzo),
     ("lz4", b"\x02!L\x18", _lz4),
     ("zstd", b"(\xb5/\xfd", _zstd),
@@ -135,12 +143,15 @@ def compression_of(data: bytes) -> str | None:
     return None
 
 
-def decompress(data: bytes, method: str, source: str = "payload") -> bytes:
-    """Decompress ``data`` with ``method`` (a name of ``COMPRESSIONS``); errors name ``source``."""
+def decompress(data: bytes, method: str, source: str = "payload", exact: bool = False) -> bytes:
+    """Decompress ``data`` with ``method`` (a name of ``COMPRESSIONS``); errors name ``source``.
+
+    ``exact``: ``data`` is a whole kernel payload, ending with the uncompressed size.
+    """
     for name, _magic, func in COMPRESSIONS:
         if name == method:
             try:
-                return func(data)
+                return func(data, exact)
             except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as exc:
                 raise VmlinuxError(f"{source}: the {method} payload does not decompress "
                                    f"({exc}); the image is damaged or truncated") from None
@@ -168,7 +179,13 @@ def _from_header(data: bytes, source: str) -> Vmlinux | None:
             f"{source}: unknown compression of the kernel payload (it starts with "
             f"{payload[:6].hex(' ')}); known are none (ELF), "
             + ", ".join(name for name, _m, _f in COMPRESSIONS))
-    elf = payload if method == "none" else decompress(payload, method, source)
+    if method == "none":
+        return Vmlinux(payload, method, "header", header.release)
+    elf = decompress(payload, method, source, exact=True)
+    size, = struct.unpack("<I", payload[-4:])
+    if len(elf) & 0xFFFFFFFF != size:
+        raise VmlinuxError(f"{source}: the {method} payload decompressed to {len(elf)} bytes, but "
+                           f"it says {size}; the image is damaged")
     if not elf.startswith(ELF_MAGIC):
         raise VmlinuxError(f"{source}: the {method} payload did not decompress to an ELF file")
     return Vmlinux(elf, method, "header", header.release)
