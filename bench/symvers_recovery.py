@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Module.symvers recovery (vmlinuz + in-tree modules) against the naive pyelftools way.
 
 Both run in the same process on Debian's real kernel (``tests.support.debian.fetch()``), after

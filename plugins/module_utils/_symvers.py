@@ -98,7 +98,6 @@ def format_symvers(symbols: list[ExportedSymbol] | dict[str, ExportedSymbol]) ->
     return "".join(symbol.line() + "\n" for symbol in values)
 
 
-
 @dataclass(frozen=True)
 class SymversChanges:
     """What differs between two tables, symbol by symbol."""

@@ -82,7 +82,7 @@ notes:
     namespace)). For older kernels use the C(headers) or C(boot) source, which are written as
     they are.
 author:
-  - vermagic.kmod contributors
+  - vermagic.kmod contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -105,7 +105,7 @@ class Exp:
 
 @dataclass
 class StringTable:
-    blob: bytearray = field(default_factory=lambda: bytearray())
+    blob: bytearray = field(default_factory=bytearray)
 
     def add(self, text: str) -> int:
         at = len(self.blob)
