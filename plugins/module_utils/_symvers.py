@@ -14,6 +14,8 @@ from __future__ import annotations
 import gzip
 from dataclasses import dataclass
 
+from ._files import read_bytes
+
 EXPORT_TYPES = ("EXPORT_SYMBOL", "EXPORT_SYMBOL_GPL", "EXPORT_SYMBOL_GPL_FUTURE",
                 "EXPORT_UNUSED_SYMBOL", "EXPORT_UNUSED_SYMBOL_GPL")
 
@@ -69,13 +71,7 @@ def parse_symvers(text: str, source: str = "Module.symvers") -> dict[str, Export
 
 def read_text(path: str) -> str:
     """The text of a Module.symvers, plain or gzip-compressed (RHEL's /boot/symvers-*.gz)."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except IsADirectoryError:
-        raise SymversError(f"{path} is a directory, not a Module.symvers file") from None
-    except OSError as exc:
-        raise SymversError(f"cannot read {path}: {exc.strerror}") from None
+    data = read_bytes(path, SymversError, "a Module.symvers file")
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ._bzimage import HEADER_MAGIC, BzImageError, parse_header
+from ._files import read_bytes
 
 ELF_MAGIC = b"\x7fELF"
 
@@ -46,36 +47,28 @@ class Vmlinux:
     release: str | None    # from the boot header, when there is one
 
 
-def _gzip(data: bytes, exact: bool = False) -> bytes:
-    decomp = zlib.decompressobj(wbits=31)
+def _stream(decomp, data: bytes, name: str) -> bytes:
+    """Decompress one stream; what follows its end (the appended size) is left alone."""
     out = decomp.decompress(data)
     if not decomp.eof:
-        raise ValueError("the gzip stream is truncated")
+        raise ValueError(f"the {name} stream is truncated")
     return out
+
+
+def _gzip(data: bytes, exact: bool = False) -> bytes:
+    return _stream(zlib.decompressobj(wbits=31), data, "gzip")
 
 
 def _xz(data: bytes, exact: bool = False) -> bytes:
-    decomp = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-    out = decomp.decompress(data)
-    if not decomp.eof:
-        raise ValueError("the xz stream is truncated")
-    return out
+    return _stream(lzma.LZMADecompressor(format=lzma.FORMAT_XZ), data, "xz")
 
 
 def _lzma(data: bytes, exact: bool = False) -> bytes:
-    decomp = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
-    out = decomp.decompress(data)
-    if not decomp.eof:
-        raise ValueError("the lzma stream is truncated")
-    return out
+    return _stream(lzma.LZMADecompressor(format=lzma.FORMAT_ALONE), data, "lzma")
 
 
 def _bzip2(data: bytes, exact: bool = False) -> bytes:
-    decomp = bz2.BZ2Decompressor()
-    out = decomp.decompress(data)
-    if not decomp.eof:
-        raise ValueError("the bzip2 stream is truncated")
-    return out
+    return _stream(bz2.BZ2Decompressor(), data, "bzip2")
 
 
 def _zstd(data: bytes, exact: bool = False) -> bytes:
@@ -233,14 +226,7 @@ def extract_vmlinux(data: bytes, source: str = "vmlinuz") -> Vmlinux:
 
 
 def read_vmlinux(path: str) -> Vmlinux:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except IsADirectoryError:
-        raise VmlinuxError(f"{path} is a directory, not a kernel image") from None
-    except OSError as exc:
-        raise VmlinuxError(f"cannot read {path}: {exc.strerror}") from None
-    return extract_vmlinux(data, path)
+    return extract_vmlinux(read_bytes(path, VmlinuxError, "a kernel image"), path)
 
 
 def find_image(root: str, release: str) -> str | None:
