@@ -171,7 +171,6 @@ def _decode_table(elf: ElfFile, table: Section, data: bytes, strings: Section, b
     size, relative, with_ns, _words = layout
     if len(data) % size:
         return None
-    count = len(data) // size
     if relative:
         fmt = elf.endian + ("iii" if with_ns else "ii")
     else:
@@ -194,7 +193,7 @@ def _decode_table(elf: ElfFile, table: Section, data: bytes, strings: Section, b
                 return None
             namespace = _cstring(blob, ns_at - lo)
         out.append((name.decode("ascii"), namespace.decode("ascii", "replace")))
-    return out if count == len(out) else None
+    return out
 
 
 def kernel_exports(elf: ElfFile) -> KernelExports:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import bz2
 import lzma
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -33,6 +34,7 @@ from ._bzimage import HEADER_MAGIC, BzImageError, parse_header
 from ._files import read_bytes
 
 ELF_MAGIC = b"\x7fELF"
+_BANNER = re.compile(rb"Linux version (\S+) \(")
 
 
 class VmlinuxError(Exception):
@@ -210,11 +212,23 @@ def _scan(data: bytes, source: str) -> Vmlinux | None:
     return None
 
 
+def banner_release(elf: bytes) -> str | None:
+    """The release in vmlinux's ``linux_banner`` ("Linux version 6.1.0-56-amd64 (…"), if any."""
+    match = _BANNER.search(elf)
+    return match.group(1).decode("ascii", "replace") if match else None
+
+
 def extract_vmlinux(data: bytes, source: str = "vmlinuz") -> Vmlinux:
-    """The ELF vmlinux inside ``data`` (a bzImage, a compressed image, or vmlinux itself)."""
+    """The ELF vmlinux inside ``data`` (a bzImage, a compressed image, or vmlinux itself).
+
+    Its ``release`` comes from the boot header, else from the kernel's banner.
+    """
     if data.startswith(ELF_MAGIC):
-        return Vmlinux(data, "none", "elf", None)
+        return Vmlinux(data, "none", "elf", banner_release(data))
     found = _from_header(data, source) or _scan(data, source)
+    if found is not None and found.release is None:
+        found = Vmlinux(found.data, found.compression, found.located_by,
+                        banner_release(found.data))
     if found is None:
         kind = ("an x86 bzImage" if data[0x202:0x206] == HEADER_MAGIC
                 else "not an x86 bzImage")

@@ -45,6 +45,12 @@ def test_false_magic_before_the_payload_is_skipped():
     assert found.data == VMLINUX and found.located_by == "scan" and found.release is None
 
 
+def test_release_from_the_banner_without_a_boot_header():
+    elf = VMLINUX + b"Linux version 5.10.0-30-arm64 (debian-kernel@lists.debian.org) #1 SMP\0"
+    assert extract_vmlinux(elf).release == "5.10.0-30-arm64"
+    assert extract_vmlinux(compress(elf, "gzip")).release == "5.10.0-30-arm64"
+
+
 def test_uncompressed_payload_and_plain_elf():
     assert extract_vmlinux(fake_bzimage(VMLINUX)).compression == "none"
     found = extract_vmlinux(VMLINUX)
