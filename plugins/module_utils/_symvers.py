@@ -92,4 +92,3 @@ def format_symvers(symbols: list[ExportedSymbol] | dict[str, ExportedSymbol]) ->
     """Text of a Module.symvers; symbols in the order given (modpost writes vmlinux first)."""
     values = symbols.values() if isinstance(symbols, dict) else symbols
     return "".join(symbol.line() + "\n" for symbol in values)
-
