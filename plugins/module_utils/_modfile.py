@@ -30,13 +30,25 @@ from __future__ import annotations
 
 import os
 import struct
+import traceback
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any, NamedTuple, Union
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.enums import ENUM_E_MACHINE, ENUM_E_TYPE
+try:
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.enums import ENUM_E_MACHINE, ENUM_E_TYPE
+except ImportError:  # modules check HAS_ELFTOOLS and fail with Ansible's missing-library message
+    HAS_ELFTOOLS = False
+    ELFTOOLS_IMPORT_ERROR: str | None = traceback.format_exc()
+    ELFError = Exception  # type: ignore[misc,assignment]  # noqa: N816
+    ELFFile = None  # type: ignore[misc,assignment]
+    ENUM_E_MACHINE = {"EM_386": 3, "EM_X86_64": 62}
+    ENUM_E_TYPE = {"ET_NONE": 0, "ET_REL": 1, "ET_EXEC": 2, "ET_DYN": 3, "ET_CORE": 4}
+else:
+    HAS_ELFTOOLS = True
+    ELFTOOLS_IMPORT_ERROR = None
 
 from ._decompress import DecompressError, compression_of, decompress
 from ._pkcs7 import Pkcs7Error, parse_signer_info
@@ -514,6 +526,9 @@ class ModuleFile:
 
         Computed on first use: the file is read again (a bulk scan never pays for this).
         """
+        if not HAS_ELFTOOLS:
+            raise ModuleFileError("reading a module's symbol table needs pyelftools "
+                                  "(Debian: python3-pyelftools; pip: pyelftools)")
         data = self._data
         if data is None:
             data = _load_whole(self.path)[0]

@@ -14,7 +14,7 @@ from ansible_collections.vermagic.kmod.plugins.module_utils import _decompress
 from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import (
     ModuleFileError, kmod_hex, read_module, read_module_bytes)
 from tests.support.elf_fixture import (
-    OID_CN, OID_O, OID_SHA512, STB_WEAK, Section, Spec, make_elf, make_module, pkcs7, sign,
+    OID_O, OID_SHA512, STB_WEAK, Section, Spec, make_elf, make_module, pkcs7, sign,
     this_module_bytes)
 
 DEBIAN = "6.1.0-56-amd64 SMP preempt mod_unload modversions "

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write a minimal module-shaped ELF file (x86_64 ET_REL with .modinfo, __versions and
 .gnu.linkonce.this_module) for the modinfo target, when no real kernel module is cached.
 
