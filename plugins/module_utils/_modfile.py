@@ -641,7 +641,11 @@ def read_module(path: str) -> ModuleFile:
                 return ModuleFile(path, view, kind, size)
             except OSError as exc:
                 raise ModuleFileError(f"cannot read {path}: {exc.strerror}") from None
-        raw = view.data if len(view.data) == size else view.data + _read_all(fd, path)
+        if len(view.data) < size:  # pread left the file offset at 0: go on after the head
+            os.lseek(fd, len(view.data), os.SEEK_SET)
+            raw = view.data + _read_all(fd, path)
+        else:
+            raw = view.data
     finally:
         os.close(fd)
     data, kind = _expand(raw, path)

@@ -238,6 +238,26 @@ def test_compressed_modules_read_the_same(tmp_path, kind, compress):
     assert [s.name for s in module.imports] == ["_printk", "module_layout"]
 
 
+@pytest.mark.parametrize("kind,compress", [("gzip", gzip.compress), ("xz", lzma.compress),
+                                           ("zstd", _zstd)])
+def test_compressed_files_larger_than_the_first_read(tmp_path, kind, compress):
+    filler = os.urandom(200_000)  # incompressible: the compressed file is > 16 KiB too
+    plain = sign(make_module(Spec(extra=[Section(".filler", filler)])))
+    packed = compress(plain)
+    assert len(packed) > 100_000
+    module = read_module(write(tmp_path, packed))
+    assert module.compression == kind and module.size == len(plain)
+    assert module.fields == read_module_bytes(plain).fields
+
+
+def test_plain_file_larger_than_the_first_read(tmp_path):
+    plain = sign(make_module(Spec(extra=[Section(".filler", bytes(300_000))])))
+    module = read_module(write(tmp_path, plain))
+    assert module.signature.signer == "Fixture key"
+    assert [v.symbol for v in module.versions] == ["module_layout", "_printk"]
+    assert [s.name for s in module.imports] == ["_printk", "module_layout"]
+
+
 @pytest.mark.parametrize("head,kind", [(b"\x1f\x8b\x08\x00", "gzip"),
                                        (b"\xfd7zXZ\x00\x00\x04", "xz"),
                                        (b"\x28\xb5\x2f\xfd\x00", "zstd")])
