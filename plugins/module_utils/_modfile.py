@@ -224,6 +224,16 @@ LAYOUTS = {
     for cls in (1, 2) for enc in (1, 2)
 }
 _ELF_INFOS: dict[tuple[int, int, int, int], ElfInfo] = {}
+_NAMES_FORMATS: dict[tuple[str, bool, int], str] = {}
+
+
+def _names_format(end: str, is64: bool, count: int) -> str:
+    """struct format reading only sh_name of ``count`` section headers."""
+    key = (end, is64, count)
+    fmt = _NAMES_FORMATS.get(key)
+    if fmt is None:
+        fmt = _NAMES_FORMATS[key] = end + ("I60x" if is64 else "I36x") * count
+    return fmt
 
 
 def _elf_info(ei_class: int, ei_data: int, e_machine: int, e_type: int) -> ElfInfo:
@@ -312,11 +322,17 @@ class ModuleFile:
         if not 0 < e_shstrndx < e_shnum:
             raise ModuleFileError(f"{path} has a corrupt ELF header: section name table index "
                                   f"{e_shstrndx} of {e_shnum} sections")
-        table = struct.unpack(f"{end}{shdr.format[1:] * e_shnum}",
-                              view.read(e_shoff, e_shnum * want_entsize))
-        names, types, offsets, sizes = table[0::10], table[1::10], table[4::10], table[5::10]
+        table = view.read(e_shoff, e_shnum * want_entsize)
+        # only sh_name of every section (the rest skipped as pad bytes); full headers below for
+        # the name table and the few sections wanted
+        names = struct.unpack(_names_format(end, is64, e_shnum), table)
         self._shnum = e_shnum
-        str_off, str_size = offsets[e_shstrndx], sizes[e_shstrndx]
+
+        def header(index: int) -> tuple[int, int, int]:
+            fields_ = shdr.unpack_from(table, index * want_entsize)
+            return fields_[1], fields_[4], fields_[5]  # sh_type, sh_offset, sh_size
+
+        _type, str_off, str_size = header(e_shstrndx)
         if str_off + str_size > size:
             raise ModuleFileError(f"{path} is truncated: the section name table ends at byte "
                                   f"{str_off + str_size}, the file has {size} bytes")
@@ -334,8 +350,8 @@ class ModuleFile:
                 pos = strtab.find(needle, pos + 1)
             if best is None:
                 continue
-            offset, length = offsets[best], sizes[best]
-            if types[best] == SHT_NOBITS:
+            sh_type, offset, length = header(best)
+            if sh_type == SHT_NOBITS:
                 length = 0
             elif offset + length > size:
                 raise ModuleFileError(f"{path} is truncated: section {wanted} ends at byte "
