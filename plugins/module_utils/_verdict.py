@@ -72,7 +72,8 @@ def _enabled(options: Mapping[str, Any], name: str) -> bool | None:
     """True/False for a config option; None when the options do not mention it at all."""
     if name not in options:
         return None
-    return options[name] in ("y", "m")
+    value = options[name]
+    return value is True or value in ("y", "m")  # True: a YAML "y" written by hand
 
 
 def verdict(module: ModuleFile, kernel: Mapping[str, Any],
@@ -175,6 +176,8 @@ def _signature(module: ModuleFile, kernel: Mapping[str, Any], options: Mapping[s
 
 def _elf(module: ModuleFile, kernel: Mapping[str, Any], name: str, problems: list) -> None:
     want_class, want_machine = kernel.get("elf_class"), kernel.get("elf_machine")
+    if isinstance(want_class, str) and want_class.isdigit():
+        want_class = int(want_class)
     elf = module.elf
     if want_class and elf.elf_class != want_class:
         problems.append(_item(
