@@ -148,7 +148,7 @@ def breakdown(paths: list[str], repeat: int) -> list[tuple[str, float]]:
     out, before = [], 0.0
     for label, func in passes:
         best = float("inf")
-        for _ in range(repeat):
+        for _run in range(repeat):
             start = time.process_time()
             func()
             best = min(best, time.process_time() - start)
