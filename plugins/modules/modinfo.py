@@ -243,8 +243,8 @@ verdict:
       - code: crc_mismatch
         msg: >-
           the kernel would refuse it: 'hello: disagrees about version of symbol _printk'
-          (module 0x92997ed9, kernel 0x92997ed8; insmod: Invalid module format); CRCs differ
-          for _printk
+          then 'hello: Unknown symbol _printk (err -22)' (module 0x92997ed9, kernel
+          0x92997ed8; insmod: Invalid parameters); CRCs differ for _printk
         fix: >-
           build against a tree whose Module.symvers matches this kernel (the kernel's headers
           package, or vermagic.kmod.symvers), then rebuild the module
