@@ -18,6 +18,9 @@ from contextlib import contextmanager
 from typing import Iterator
 
 
+TREE_LOCK_NAME = ".vermagic-kmod.lock"
+
+
 class LockTimeout(Exception):
     """Another run holds the lock; the message names the lock file and its holder."""
 
@@ -53,3 +56,14 @@ def exclusive_lock(lock_path: str, timeout: float = 600.0, poll: float = 0.2) ->
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def tree_lock(tree: str, timeout: float = 600.0) -> Iterator[None]:
+    """Hold the lock of a kernel tree: every module that writes into a tree takes this one.
+
+    The lock file is ``<tree>/.vermagic-kmod.lock``: kbuild, ``git status -uno`` and
+    scripts/setlocalversion ignore it.
+    """
+    with exclusive_lock(os.path.join(tree, TREE_LOCK_NAME), timeout=timeout):
+        yield

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 
 import pytest
 
-from ansible_collections.vermagic.kmod.plugins.module_utils._lock import LockTimeout, exclusive_lock
+from ansible_collections.vermagic.kmod.plugins.module_utils._lock import (
+    TREE_LOCK_NAME, LockTimeout, exclusive_lock, tree_lock)
 
 
 def _hold(path: str, ready, release) -> None:
@@ -43,3 +45,19 @@ def test_lock_is_released_when_the_holder_dies(tmp_path):
     holder.join(10)
     with exclusive_lock(path, timeout=2):
         pass
+
+
+def test_tree_lock_is_the_lock_file_at_the_top_of_the_tree(tmp_path):
+    ready, release = multiprocessing.Event(), multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold, args=(str(tmp_path / TREE_LOCK_NAME), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        with pytest.raises(LockTimeout, match=TREE_LOCK_NAME):
+            with tree_lock(str(tmp_path), timeout=0.3):
+                pass
+    finally:
+        release.set()
+        holder.join(10)
+    with tree_lock(str(tmp_path), timeout=1):
+        assert (tmp_path / TREE_LOCK_NAME).read_text() == f"{os.getpid()}\n"
