@@ -289,7 +289,7 @@ def make(root: Path, *targets: str, env: dict[str, str] | None = None) -> str:
     run_env.pop("LOCALVERSION", None)
     run_env.update(env or {})
     done = subprocess.run(["make", "-s", "-C", str(root), *targets], capture_output=True, text=True,
-                          env=run_env, timeout=120)
+                          env=run_env, timeout=1800, check=False)
     if done.returncode:
         raise AssertionError(f"make {' '.join(targets)} failed:\n{done.stdout}{done.stderr}")
     return done.stdout
