@@ -38,7 +38,10 @@ two places that *compute* a release, ``include/config/kernel.release`` and the `
 target, both print ``KERNELVERSION`` + scripts/setlocalversion (2.6.15 to 6.2: in the recipe;
 6.3 on: setlocalversion reads the exported ``KERNELVERSION``), so a target-specific
 ``KERNELVERSION`` on exactly those two targets makes them agree, while ``make kernelversion``
-and everything else keep the tree's true version.
+and everything else keep the tree's true version. (Newer trees, 6.12 checked, print an
+overriding ``KERNELRELEASE`` there by themselves; the extra line then changes nothing.) The block
+stands right after the version fields, before the Makefile's first target, so it is read on
+every make, sub-makes included, and leaves the default goal alone.
 
 **Traps** that append to a release are kept when the target already ends with what they add,
 and neutralized otherwise: ``localversion*`` files are removed, CONFIG_LOCALVERSION is set to
@@ -606,6 +609,20 @@ def _generated_changes(files: _Files, release: str, numbers: tuple[str, str, str
         if new != text:
             changes.append(FileChange(rel, data, _encode(new), ", ".join(whats)))
     return changes
+
+
+def read_release(path: str) -> TreeRelease:
+    """The release the tree at ``path`` builds for, and where each part of it comes from."""
+    root = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(root):
+        raise ReleaseError(f"{root} is not a directory: give the top directory of a Linux source tree")
+    files = _Files(root)
+    state = _read_state(files, {}, None, False)
+    slv = _setlocalversion(files.text(SETLOCALVERSION))
+    if not slv.present:
+        return state.release
+    git = read_git(root, state.release.kernelversion, slv.modern)
+    return _read_state(files, {}, git, bool(git and git.dirty)).release
 
 
 def _config_edits(files: _Files, overlay: dict[str, bytes | None], whys: dict[str, str], name: str,

@@ -10,7 +10,7 @@ import pytest
 from ansible_collections.vermagic.kmod.plugins.module_utils import _release
 from ansible_collections.vermagic.kmod.plugins.module_utils._lock import LockTimeout, tree_lock
 from ansible_collections.vermagic.kmod.plugins.module_utils._release import (
-    ReleaseError, align, apply, parse_release, plan, version_code)
+    ReleaseError, align, apply, parse_release, plan, read_release, version_code)
 from tests.support import release_trees as trees
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -292,6 +292,34 @@ def test_config_localversion_the_target_ends_with_is_kept(tmp_path):
     assert result.mode == "makefile" and "EXTRAVERSION = -56\n" in (tree / "Makefile").read_text()
     assert ".config" not in changed_paths(result)
     assert trees.make(tree, "kernelrelease") == "6.1.0-56-amd64\n"
+
+
+def test_header_mode_keeps_a_config_localversion_the_target_ends_with(tmp_path):
+    tree = trees.tree_6_1(tmp_path, prepared=True)
+    trees.set_config(tree, localversion="-amd64")
+    result = align(str(tree), "6.1.0-56-amd64")[0]
+    assert result.mode == "header" and ".config" not in changed_paths(result)
+    makefile = (tree / "Makefile").read_text()
+    assert "override KERNELRELEASE = 6.1.0-56-amd64\n" in makefile
+    assert "override KERNELVERSION = 6.1.0-56\n" in makefile
+    assert trees.make(tree, "kernelrelease") == "6.1.0-56-amd64\n"
+    after = trees.snapshot(tree)
+    trees.make(tree, "prepare")
+    assert trees.snapshot(tree) == after
+    parts = read_release(str(tree))
+    assert (parts.release, parts.kernelversion, parts.config_localversion) == ("6.1.0-56-amd64", "6.1.0-56", "-amd64")
+    assert parts.override == "6.1.0-56-amd64" and parts.version_code == 393664
+
+
+def test_read_release_names_the_parts(tmp_path):
+    tree = trees.tree_6_1(tmp_path, prepared=True)
+    (tree / "localversion-a").write_text("-a\n")
+    trees.set_config(tree, localversion="-c")
+    parts = read_release(str(tree))
+    assert (parts.release, parts.make_release, parts.file_localversion) == ("6.1.192-a-c", "6.1.192-a-c", "-a")
+    assert parts.numbers == ("6", "1", "192") and parts.override is None and parts.scm == ""
+    with pytest.raises(ReleaseError, match="not a directory"):
+        read_release(str(tree / "Makefile"))
 
 
 def test_quoted_auto_conf_of_older_kernels_stays_quoted(tmp_path):
