@@ -41,7 +41,7 @@ description:
   - A tree it cannot understand (no version fields, a computed version field, unreadable,
     read-only, not a directory) makes it fail with a message that says why; then nothing is
     changed, because every check comes before the first write. Each file is written atomically.
-  - Writes are made under the tree's lock (a file under C(/run/lock/vermagic-kmod) named after
+  - Writes are made under the tree's lock (a file under C(/run/lock/vermagic-kmod), for root, named after
     the tree's device and inode, not in the tree), which the other modules of this collection that
     write into a tree take too.
 options:
