@@ -46,7 +46,9 @@ def pristine(kernel: DebianKernel, tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def tree(pristine: Path, tmp_path: Path) -> Path:
-    return source_tree.clone(pristine, tmp_path / "linux")
+    clone = source_tree.clone(pristine, tmp_path / "linux")
+    yield clone
+    shutil.rmtree(clone)  # its hard links would keep the whole source alive after the session
 
 
 def make(tree: Path, *targets: str) -> str:
