@@ -30,6 +30,12 @@ with taint F when ``CONFIG_MODULE_FORCE_LOAD=y`` (``forced_load``), else is refu
 (``no_versions_forbidden``). A present but empty section is a plain refusal
 (``no symbol version for module_layout``).
 
+A refusal in ``check_modstruct_version``, ``elf_validity_check`` or ``check_modinfo`` is
+ENOEXEC (insmod: ``Invalid module format``); a symbol refused by ``check_version`` or the
+namespace check in ``resolve_symbol`` is EINVAL, logged again as ``Unknown symbol X (err -22)``
+(insmod: ``Invalid parameters``); a symbol not found at all is ENOENT (``Unknown symbol in
+module``). These were measured on Debian's 6.1 kernel under qemu (``tests/support/variants.py``).
+
 Each item is ``{"code", "msg", "fix"}`` (plus ``symbols`` where it concerns several): ``msg``
 says what the kernel would do or print, ``fix`` what the operator should do.
 """
@@ -72,7 +78,8 @@ def _enabled(options: Mapping[str, Any], name: str) -> bool | None:
     """True/False for a config option; None when the options do not mention it at all."""
     if name not in options:
         return None
-    return options[name] in ("y", "m")
+    value = options[name]
+    return value is True or value in ("y", "m")  # True: a YAML "y" written by hand
 
 
 def verdict(module: ModuleFile, kernel: Mapping[str, Any],
@@ -114,7 +121,8 @@ def verdict(module: ModuleFile, kernel: Mapping[str, Any],
             problems.append(_item(
                 "no_symbol_version",
                 f"the kernel would refuse it: '{name}: no symbol version for {missing[0]}' "
-                f"(insmod: Invalid module format); __versions lacks {_names(missing)}",
+                f"then '{name}: Unknown symbol {missing[0]} (err -22)' (insmod: Invalid "
+                f"parameters); __versions lacks {_names(missing)}",
                 FIX_SYMVERS, missing))
     if modversions is None:
         warnings.append(_item(
@@ -175,6 +183,8 @@ def _signature(module: ModuleFile, kernel: Mapping[str, Any], options: Mapping[s
 
 def _elf(module: ModuleFile, kernel: Mapping[str, Any], name: str, problems: list) -> None:
     want_class, want_machine = kernel.get("elf_class"), kernel.get("elf_machine")
+    if isinstance(want_class, str) and want_class.isdigit():
+        want_class = int(want_class)
     elf = module.elf
     if want_class and elf.elf_class != want_class:
         problems.append(_item(
@@ -322,21 +332,23 @@ def _symbols(module: ModuleFile, symvers: Mapping[str, ExportedSymbol],
     if no_version:
         problems.append(_item(
             "no_symbol_version", f"the kernel would refuse it: '{name}: no symbol version for "
-            f"{no_version[0]}' (insmod: Invalid module format); __versions lacks "
-            f"{_names(no_version)}", FIX_SYMVERS, no_version))
+            f"{no_version[0]}' then '{name}: Unknown symbol {no_version[0]} (err -22)' (insmod: "
+            f"Invalid parameters); __versions lacks {_names(no_version)}", FIX_SYMVERS,
+            no_version))
     if mismatch:
         first = mismatch[0]
         problems.append(_item(
             "crc_mismatch", f"the kernel would refuse it: '{name}: disagrees about version of "
-            f"symbol {first}' (module 0x{versions[first]:08x}, kernel "
-            f"0x{symvers[first].crc:08x}; insmod: Invalid module format); CRCs differ for "
-            f"{_names(mismatch)}", FIX_SYMVERS, mismatch))
+            f"symbol {first}' then '{name}: Unknown symbol {first} (err -22)' (module "
+            f"0x{versions[first]:08x}, kernel 0x{symvers[first].crc:08x}; insmod: Invalid "
+            f"parameters); CRCs differ for {_names(mismatch)}", FIX_SYMVERS, mismatch))
     if namespace and not _enabled(options, "MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS"):
         symbol, _sep, space = namespace[0].partition(" (")
         problems.append(_item(
             "namespace_not_imported", f"the kernel would refuse it: '{name}: module uses symbol "
-            f"({symbol}) from namespace {space.rstrip(')')}, but does not import it.' (insmod: "
-            f"Invalid argument); affected: {_names(namespace)}",
+            f"({symbol}) from namespace {space.rstrip(')')}, but does not import it.' then "
+            f"'{name}: Unknown symbol {symbol} (err -22)' (insmod: Invalid parameters); "
+            f"affected: {_names(namespace)}",
             "add MODULE_IMPORT_NS(<namespace>) for each namespace to the module's source",
             [n.split(" ", 1)[0] for n in namespace]))
     if unknown or gpl_only:

@@ -76,7 +76,7 @@ seealso:
   - module: vermagic.kmod.kernel_facts
   - module: vermagic.kmod.symvers
 author:
-  - vermagic.kmod contributors
+  - vermagic.kmod contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -135,8 +135,8 @@ fields:
       C(sig_key), C(sig_hashalgo) and C(signature) when kmod would print them.
     - C(alias), C(author), C(firmware), C(import_ns), C(parm), C(parmtype), C(softdep) and
       C(weakdep) are always lists; another key is a string, or a list when the file repeats it.
-    - C(parm) combines the C(parm) and C(parmtype) entries as C(modinfo -F parm) does
-      (C(name:description (type)), C(name: (type)) without a description), in kmod's order.
+    - "C(parm) combines the C(parm) and C(parmtype) entries as C(modinfo -F parm) does
+      (C(name:description (type)), C(name: (type)) without a description), in kmod's order."
     - C(depends) is one comma-separated string, as in the file.
   returned: success
   type: dict
@@ -243,8 +243,8 @@ verdict:
       - code: crc_mismatch
         msg: >-
           the kernel would refuse it: 'hello: disagrees about version of symbol _printk'
-          (module 0x92997ed9, kernel 0x92997ed8; insmod: Invalid module format); CRCs differ
-          for _printk
+          then 'hello: Unknown symbol _printk (err -22)' (module 0x92997ed9, kernel
+          0x92997ed8; insmod: Invalid parameters); CRCs differ for _printk
         fix: >-
           build against a tree whose Module.symvers matches this kernel (the kernel's headers
           package, or vermagic.kmod.symvers), then rebuild the module
@@ -257,23 +257,12 @@ verdict:
 """
 
 import os
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-try:
-    import elftools  # noqa: F401  (the reader's symbol tables and machine names)
-except ImportError:
-    HAS_ELFTOOLS = False
-    ELFTOOLS_ERROR: str | None = traceback.format_exc()
-else:
-    HAS_ELFTOOLS = True
-    ELFTOOLS_ERROR = None
-
-if HAS_ELFTOOLS:
-    from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import (
-        ModuleFileError, read_module)
-    from ansible_collections.vermagic.kmod.plugins.module_utils._verdict import verdict
+from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import (
+    ELFTOOLS_IMPORT_ERROR, HAS_ELFTOOLS, ModuleFileError, read_module)
+from ansible_collections.vermagic.kmod.plugins.module_utils._verdict import verdict
 from ansible_collections.vermagic.kmod.plugins.module_utils._symvers import (
     SymversError, read_symvers)
 from ansible_collections.vermagic.kmod.plugins.module_utils._vermagic import parse_vermagic
@@ -341,7 +330,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     if not HAS_ELFTOOLS:
-        module.fail_json(msg=missing_required_lib("pyelftools"), exception=ELFTOOLS_ERROR)
+        module.fail_json(msg=missing_required_lib("pyelftools"), exception=ELFTOOLS_IMPORT_ERROR)
     path = module.params["path"]
     try:
         modfile = read_module(path)

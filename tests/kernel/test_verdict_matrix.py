@@ -23,6 +23,12 @@ from tests.support.debian import DebianKernel, fetch
 from tests.support.module_runner import run_module
 from tests.support.variants import ALTERED_SYMBOL, OTHER_RELEASE, Variant, build_all
 
+# What insmod printed for the refused variants on the real kernel under qemu (EINVAL for a
+# symbol's CRC, ENOEXEC for the rest); newer tests/support/variants.py carries it as
+# Variant.insmod_error.
+INSMOD_ERRORS = {"b": "Invalid module format", "d": "Invalid parameters",
+                 "e": "Invalid module format"}
+
 
 def say(msg: str) -> None:
     print(f"[verdict-matrix] {msg}", file=sys.stderr, flush=True)
@@ -105,6 +111,13 @@ def test_the_verdicts_match_what_the_real_kernel_did(results, variants):
     """``Variant.loads`` is what Debian's kernel did with each build under qemu."""
     assert {n: r["verdict"]["compatible"] for n, r in results.items()} == \
         {n: v.loads for n, v in variants.items()}
+
+
+@pytest.mark.parametrize("name", sorted(INSMOD_ERRORS))
+def test_the_first_problem_names_insmods_error(results, variants, name):
+    expected = getattr(variants[name], "insmod_error", None) or INSMOD_ERRORS[name]
+    assert expected == INSMOD_ERRORS[name]
+    assert f"insmod: {expected}" in results[name]["verdict"]["problems"][0]["msg"]
 
 
 def test_without_symvers_the_crc_change_cannot_be_seen(kernel, variants):

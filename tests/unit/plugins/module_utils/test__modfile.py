@@ -14,7 +14,7 @@ from ansible_collections.vermagic.kmod.plugins.module_utils import _decompress
 from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import (
     ModuleFileError, kmod_hex, read_module, read_module_bytes)
 from tests.support.elf_fixture import (
-    OID_CN, OID_O, OID_SHA512, STB_WEAK, Section, Spec, make_elf, make_module, pkcs7, sign,
+    OID_O, OID_SHA512, STB_WEAK, Section, Spec, make_elf, make_module, pkcs7, sign,
     this_module_bytes)
 
 DEBIAN = "6.1.0-56-amd64 SMP preempt mod_unload modversions "
@@ -235,6 +235,26 @@ def test_compressed_modules_read_the_same(tmp_path, kind, compress):
     assert module.compression == kind
     assert module.fields == read_module_bytes(plain).fields
     assert module.file_size < module.size
+    assert [s.name for s in module.imports] == ["_printk", "module_layout"]
+
+
+@pytest.mark.parametrize("kind,compress", [("gzip", gzip.compress), ("xz", lzma.compress),
+                                           ("zstd", _zstd)])
+def test_compressed_files_larger_than_the_first_read(tmp_path, kind, compress):
+    filler = os.urandom(200_000)  # incompressible: the compressed file is > 16 KiB too
+    plain = sign(make_module(Spec(extra=[Section(".filler", filler)])))
+    packed = compress(plain)
+    assert len(packed) > 100_000
+    module = read_module(write(tmp_path, packed))
+    assert module.compression == kind and module.size == len(plain)
+    assert module.fields == read_module_bytes(plain).fields
+
+
+def test_plain_file_larger_than_the_first_read(tmp_path):
+    plain = sign(make_module(Spec(extra=[Section(".filler", bytes(300_000))])))
+    module = read_module(write(tmp_path, plain))
+    assert module.signature.signer == "Fixture key"
+    assert [v.symbol for v in module.versions] == ["module_layout", "_printk"]
     assert [s.name for s in module.imports] == ["_printk", "module_layout"]
 
 

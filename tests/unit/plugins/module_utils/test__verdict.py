@@ -250,3 +250,9 @@ def test_signed_pkcs7_by_key_identifier_is_signed():
     data = sign(make_module(), pkcs7(key_identifier=b"\x01\x02"))
     result = verdict(read_module_bytes(data), kernel(sig_enforce=True), SYMVERS)
     assert "signature_required" not in codes(result)[0]
+
+
+def test_hand_written_kernel_dicts_with_yaml_types():
+    facts = kernel(elf_class="64", options={"MODULE_SIG": True, "MODULE_FORCE_LOAD": True})
+    result = verdict(module(), facts, SYMVERS)
+    assert result["compatible"] and "unsigned" in codes(result)[1]

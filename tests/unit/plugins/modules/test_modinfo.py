@@ -208,7 +208,7 @@ def test_symvers_that_is_a_directory_fails(tmp_path):
 
 def test_without_pyelftools_fails_with_the_usual_message(tmp_path, monkeypatch):
     monkeypatch.setattr(modinfo, "HAS_ELFTOOLS", False)
-    monkeypatch.setattr(modinfo, "ELFTOOLS_ERROR", "ImportError: No module named 'elftools'")
+    monkeypatch.setattr(modinfo, "ELFTOOLS_IMPORT_ERROR", "ImportError: No module named 'elftools'")
     result = run_module(modinfo.main, {"path": ko(tmp_path)})
     assert result["failed"]
     assert "Failed to import the required Python library (pyelftools)" in result["msg"]
