@@ -102,7 +102,7 @@ def _set_pdeathsig() -> None:  # runs in the child between fork and exec
 
 
 def kvm_usable(image: Image) -> bool:
-    """Can qemu boot this stock kernel with KVM here? Proven by booting it, cached per host boot.
+    """Can qemu boot a stock kernel with KVM here? Proven by booting one, cached per host boot.
 
     The probe boots the kernel without a root filesystem: a working KVM reaches the kernel's
     "Unable to mount root fs" panic in a second or two. Nested or broken backends hang or crash.
@@ -114,7 +114,7 @@ def kvm_usable(image: Image) -> bool:
         return False
     host_boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     cache = vm_cache() / "kvm-probe.json"
-    key = f"{host_boot}:{image.release}"
+    key = host_boot
     known = json.loads(cache.read_text()) if cache.is_file() else {}
     if key in known:
         return bool(known[key])
@@ -173,6 +173,7 @@ class VM:
         self.accel = accel
         self.boot_seconds = boot_seconds
         self.detached = detached
+        self.first_boot_id = ""  # the guest's boot id when it came up: proof nothing rebooted
         keep = bool(os.environ.get(KEEP_ENV))
         self._finalizer = None if detached else weakref.finalize(
             self, _terminate, pid, run_dir, keep)
@@ -286,6 +287,7 @@ class VM:
             raise
         vm.boot_seconds = round(time.monotonic() - start, 1)
         vm._start_master()
+        vm.first_boot_id = vm.boot_id()
         vm.write_inventory([vm], vm.inventory_path)
         vm._write_state()
         say(f"{name} is up: ssh on 127.0.0.1:{port} after {vm.boot_seconds} s "
@@ -302,9 +304,11 @@ class VM:
                           f"'python3 -m tests.vm up --name {name}' starts one")
         state = json.loads(state_file.read_text())
         image = Image(Path(state["image"]), state["release"], state["profile"])
-        return cls(name=name, image=image, run_dir=run_dir, port=state["port"],
-                   pid=state["pid"], accel=state["accel"], boot_seconds=state["boot_seconds"],
-                   detached=True)
+        vm = cls(name=name, image=image, run_dir=run_dir, port=state["port"],
+                 pid=state["pid"], accel=state["accel"], boot_seconds=state["boot_seconds"],
+                 detached=True)
+        vm.first_boot_id = state.get("first_boot_id", "")
+        return vm
 
     def running(self) -> bool:
         return _pid_is_ours(self.pid, self.run_dir)
@@ -379,10 +383,25 @@ class VM:
     def dmesg(self) -> str:
         return self.ssh(["dmesg"], check=True).stdout
 
+    def log_mark(self) -> str:
+        """Write a unique line to the guest's kernel log; ``dmesg_since(mark)`` reads after it."""
+        mark = f"vermagic-kmod-mark-{time.time_ns()}"
+        self.ssh(f"echo {mark} > /dev/kmsg", check=True)
+        return mark
+
+    def dmesg_since(self, mark: str) -> list[str]:
+        """The kernel log lines after ``mark`` (timestamps stripped)."""
+        lines = self.ssh(["dmesg", "--notime"], check=True).stdout.splitlines()
+        at = max((i for i, line in enumerate(lines) if mark in line), default=None)
+        if at is None:
+            raise VMError(f"{self.name}: kernel log mark {mark} is gone (log overwritten?)")
+        return lines[at + 1:]
+
     def inventory_line(self) -> str:
         return (f"{self.name} ansible_host=127.0.0.1 ansible_port={self.port} ansible_user=root "
                 f"ansible_ssh_private_key_file={self.key} "
                 f"ansible_python_interpreter={GUEST_PYTHON} ansible_pipelining=true "
+                "ansible_ssh_timeout=60 "
                 "ansible_ssh_common_args='-o StrictHostKeyChecking=no "
                 "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR'")
 
@@ -402,6 +421,7 @@ class VM:
                 "pid": self.pid, "accel": self.accel, "inventory": str(self.inventory_path),
                 "console_log": str(self.console_log), "run_dir": str(self.run_dir),
                 "image": str(self.image.path), "boot_seconds": self.boot_seconds,
+                "first_boot_id": self.first_boot_id,
                 "ssh": shlex.join(self.ssh_argv(master=False))}
 
     # ------------------------------------------------------------------ internals
@@ -460,3 +480,13 @@ class VM:
                        "-o", "ControlPersist=yes", "-N", "-f"]
         subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=60)
+
+
+def run_ansible(argv: Sequence[str], env: dict[str, str], cwd: Path | None = None,
+                timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run an ansible command line (env from ``tests.support.collection.ansible_env()``);
+    its output is printed, so pytest shows it when a test fails."""
+    proc = subprocess.run(list(argv), env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    print(f"$ {shlex.join(argv)}\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}")
+    return proc
