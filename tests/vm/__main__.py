@@ -40,8 +40,8 @@ def _up(args: argparse.Namespace) -> int:
                                  or (args.release and vm.release != args.release)):
             raise VMError(f"{args.name} is up with {vm.release} ({vm.image.profile}), not what "
                           f"was asked: 'python3 -m tests.vm down --name {args.name}' first")
-    vm = vm or VM.boot(args.release, args.profile, name=args.name, memory=args.memory, smp=args.smp,
-                 detach=True)
+    vm = vm or VM.boot(args.release, args.profile, name=args.name, memory=args.memory,
+                       smp=args.smp, detach=True)
     info = vm.info()
     if args.json:
         print(json.dumps(info))

@@ -464,9 +464,8 @@ def _install_headers(root: Path, kernel: DebianKernel, log: Path) -> None:
     for deb in debs:
         shutil.copy2(deb, drop / deb.name)
     say(f"installing {', '.join(d.name.split('_')[0] for d in debs)} into the image")
-    run_logged(["chroot", str(root), "dpkg", "-i", *[f"/tmp/vermagic-kmod-debs/{d.name}"
-                                                      for d in debs]],
-               "dpkg -i headers", log)
+    inside = [f"/tmp/vermagic-kmod-debs/{d.name}" for d in debs]
+    run_logged(["chroot", str(root), "dpkg", "-i", *inside], "dpkg -i headers", log)
     shutil.rmtree(drop)
 
 

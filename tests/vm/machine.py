@@ -79,7 +79,7 @@ def _terminate(pid: int, run_dir: Path, keep: bool) -> None:
     control = run_dir / "cm"
     if control.exists():
         subprocess.run(["ssh", "-o", f"ControlPath={control}", "-O", "exit", "vm"],
-                       stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False)
     if _pid_is_ours(pid, run_dir):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
@@ -94,6 +94,22 @@ def _terminate(pid: int, run_dir: Path, keep: bool) -> None:
             os.kill(pid, signal.SIGKILL)
     if not keep:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def sweep_stale_runs() -> list[Path]:
+    """Remove run directories whose qemu is gone (a killed test run leaves its overlay)."""
+    removed: list[Path] = []
+    if os.environ.get(KEEP_ENV):
+        return removed  # kept on purpose, for a look at them
+    for state in sorted(runs_dir().glob("*/state.json")) if runs_dir().is_dir() else []:
+        try:
+            pid = json.loads(state.read_text())["pid"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if not _pid_is_ours(pid, state.parent):
+            shutil.rmtree(state.parent, ignore_errors=True)
+            removed.append(state.parent)
+    return removed
 
 
 def _set_pdeathsig() -> None:  # runs in the child between fork and exec
@@ -213,6 +229,8 @@ class VM:
         kernel = kernel or fetch(release)
         image = ensure_image(kernel, profile)
         runs_dir().mkdir(parents=True, exist_ok=True)
+        for stale in sweep_stale_runs():
+            say(f"removed {stale} (its qemu is gone)")
         if name:
             run_dir = runs_dir() / name
             with locked(runs_dir() / f"{name}.lock"):
@@ -343,7 +361,7 @@ class VM:
         if isinstance(input, str) and not text:
             input = input.encode()
         proc = subprocess.run([*self.ssh_argv(), remote], input=input, capture_output=True,
-                              text=text, timeout=timeout,
+                              text=text, timeout=timeout, check=False,
                               stdin=subprocess.DEVNULL if input is None else None)
         if check and proc.returncode:
             raise VMError(f"{self.name}: {remote!r} exited {proc.returncode}:\n"
@@ -457,7 +475,7 @@ class VM:
             if self._banner():
                 try:
                     done = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True,
-                                          timeout=30)
+                                          timeout=30, check=False)
                     if done.returncode == 0:
                         return
                 except subprocess.TimeoutExpired:
@@ -479,7 +497,7 @@ class VM:
         argv[-1:-1] = ["-o", f"ControlPath={self.run_dir / 'cm'}", "-o", "ControlMaster=yes",
                        "-o", "ControlPersist=yes", "-N", "-f"]
         subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=60)
+                       stderr=subprocess.DEVNULL, timeout=60, check=False)
 
 
 def run_ansible(argv: Sequence[str], env: dict[str, str], cwd: Path | None = None,
@@ -487,6 +505,6 @@ def run_ansible(argv: Sequence[str], env: dict[str, str], cwd: Path | None = Non
     """Run an ansible command line (env from ``tests.support.collection.ansible_env()``);
     its output is printed, so pytest shows it when a test fails."""
     proc = subprocess.run(list(argv), env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     print(f"$ {shlex.join(argv)}\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}")
     return proc
