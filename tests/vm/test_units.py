@@ -5,13 +5,14 @@ from __future__ import annotations
 import gzip
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 from tests.support.debian import DebianKernel
 from tests.vm import sources
-from tests.vm.image import _inside, _put, build_initramfs, module_load_order
+from tests.vm.image import _building, _inside, _put, build_initramfs, module_load_order
 
 DEB822 = """\
 Types: deb deb-src
@@ -131,3 +132,31 @@ def test_paths_inside_the_guest_tree_stay_inside(tmp_path: Path) -> None:
     assert not (root / "etc" / "resolv.conf").is_symlink()
     assert (root / "etc" / "resolv.conf").read_text() == "nameserver 10.0.2.3\n"
     assert not os.path.exists("/etc/host-owned-file")
+
+
+def test_cache_entries_are_built_once_and_atomically(tmp_path: Path) -> None:
+    final = tmp_path / "entry"
+    with pytest.raises(RuntimeError), _building(final, "done") as work:
+        assert work is not None
+        (work / "half").write_text("x")
+        raise RuntimeError("build failed")
+    assert not final.exists() and list(tmp_path.glob(".entry.*")) == []
+
+    built: list[str] = []
+    gate = threading.Event()
+
+    def build(tag: str) -> None:
+        with _building(final, "done") as work:
+            if work is None:
+                return
+            gate.wait(5)
+            (work / "done").write_text(tag)
+            built.append(tag)
+
+    threads = [threading.Thread(target=build, args=(tag,)) for tag in ("one", "two")]
+    for thread in threads:
+        thread.start()
+    gate.set()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 1 and (final / "done").read_text() == built[0]
