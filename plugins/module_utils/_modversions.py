@@ -13,14 +13,12 @@ file reader (``_modfile``) and the Module.symvers recovery (``_ksymtab``).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 MODVERSION_INFO_SIZE = 64
 
 
-@dataclass(frozen=True)
-class VersionEntry:
+class VersionEntry(NamedTuple):
     symbol: str
     crc: int
     extended: bool = False  # from __version_ext_crcs/__version_ext_names (Linux 6.15+)
@@ -35,13 +33,10 @@ def parse_versions(raw: bytes, ext_crcs: bytes | None, ext_names: bytes | None,
 
     ``elf_class`` is 32 or 64 (the width of the CRC word), ``end`` the struct byte order.
     """
-    out: list[VersionEntry] = []
-    word = 8 if elf_class == 64 else 4
-    crc_fmt = end + ("Q" if word == 8 else "I")
-    for offset in range(0, len(raw) - MODVERSION_INFO_SIZE + 1, MODVERSION_INFO_SIZE):
-        crc = struct.unpack_from(crc_fmt, raw, offset)[0]
-        name = raw[offset + word:offset + MODVERSION_INFO_SIZE].split(b"\0", 1)[0]
-        out.append(VersionEntry(name.decode("utf-8", "replace"), crc))
+    layout = end + ("Q56s" if elf_class == 64 else "I60s")
+    usable = len(raw) - len(raw) % MODVERSION_INFO_SIZE
+    out = [VersionEntry(name.split(b"\0", 1)[0].decode("utf-8", "replace"), crc)
+           for crc, name in struct.iter_unpack(layout, raw[:usable])]
     if ext_crcs is not None and ext_names is not None:
         values = struct.unpack_from(f"{end}{len(ext_crcs) // 4}I", ext_crcs)
         symbols = ext_names.split(b"\0")
