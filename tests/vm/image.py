@@ -98,6 +98,29 @@ def vm_cache() -> Path:
     return cache_dir() / "vm"
 
 
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below ``path``, deepest first (from /proc/self/mountinfo)."""
+    top = str(path.resolve())
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+        if point == top or point.startswith(top + "/"):
+            found.append(point)
+    return sorted(found, key=len, reverse=True)
+
+
+def remove_tree(path: Path) -> None:
+    """``rm -rf path``, but never through a mount point: an interrupted debootstrap can leave
+    the target's /proc, /sys (or bound /dev nodes) mounted. Those are unmounted first."""
+    for point in mounts_under(path):
+        subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)
+    left = mounts_under(path)
+    if left:
+        raise RuntimeError(f"{path} still has mounts ({', '.join(left)}): not removing it; "
+                           f"unmount them and remove it by hand")
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @contextmanager
 def _building(final: Path, marker: str) -> Iterator[Path | None]:
     """Build a cache entry atomically, once: under ``final``'s lock, yields ``None`` when
@@ -108,14 +131,15 @@ def _building(final: Path, marker: str) -> Iterator[Path | None]:
             yield None
             return
         if final.exists():  # left half-made by code older than this
-            shutil.rmtree(final)
+            remove_tree(final)
         work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         try:
             yield work
             work.chmod(0o755)
             os.rename(work, final)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            if work.exists():
+                remove_tree(work)
 
 
 def _digest(obj: object) -> str:
@@ -196,7 +220,7 @@ def ensure_rootfs(spec: RootfsSpec) -> Path:
             deb.unlink()
         subprocess.run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*",
                         "-C", str(root), "-cf", str(work / "rootfs.tar"), "."], check=True)
-        shutil.rmtree(root)
+        remove_tree(root)
         (work / "rootfs.json").write_text(json.dumps(
             {"suite": spec.suite, "mirror": spec.mirror, "packages": spec.packages,
              "rootfs_version": ROOTFS_VERSION, "debootstrap_seconds": round(took, 1)},
@@ -549,7 +573,7 @@ def ensure_image(kernel: DebianKernel, profile: str | Profile = "base",
             f"{DISK_SIZE >> 30} GiB sparse disk)")
         mkfs_s = make_disk(root, work / "disk.img", work / "build.log")
         (work / "disk.img").chmod(0o444)
-        shutil.rmtree(root)
+        remove_tree(root)
         took = time.monotonic() - start
         (work / "image.json").write_text(json.dumps({
             "release": kernel.release, "package_version": kernel.version,
@@ -595,7 +619,7 @@ def _remove_unlocked(entry: Path) -> bool:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return False
-        shutil.rmtree(entry, ignore_errors=True)
+        remove_tree(entry)
         say(f"pruned {entry}")
     lock.unlink(missing_ok=True)
     return True

@@ -12,7 +12,8 @@ import pytest
 
 from tests.support.debian import DebianKernel
 from tests.vm import sources
-from tests.vm.image import _building, _inside, _put, build_initramfs, module_load_order
+from tests.vm.image import (_building, _inside, _put, build_initramfs, module_load_order,
+                            mounts_under, remove_tree)
 
 DEB822 = """\
 Types: deb deb-src
@@ -160,3 +161,19 @@ def test_cache_entries_are_built_once_and_atomically(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert len(built) == 1 and (final / "done").read_text() == built[0]
+
+
+def test_remove_tree_never_deletes_through_a_mount(tmp_path: Path) -> None:
+    victim = tmp_path / "outside"
+    victim.mkdir()
+    (victim / "keep").write_text("precious")
+    tree = tmp_path / "tree" / "root" / "proc"
+    tree.mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(victim), str(tree)], check=True)
+    try:
+        assert mounts_under(tmp_path / "tree") == [str(tree)]
+        remove_tree(tmp_path / "tree")
+    finally:
+        subprocess.run(["umount", str(tree)], check=False, capture_output=True)
+    assert not (tmp_path / "tree").exists()
+    assert (victim / "keep").read_text() == "precious"
