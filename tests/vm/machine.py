@@ -190,6 +190,7 @@ class VM:
         self.boot_seconds = boot_seconds
         self.detached = detached
         self.first_boot_id = ""  # the guest's boot id when it came up: proof nothing rebooted
+        self._proc: subprocess.Popen | None = None
         keep = bool(os.environ.get(KEEP_ENV))
         self._finalizer = None if detached else weakref.finalize(
             self, _terminate, pid, run_dir, keep)
@@ -246,8 +247,13 @@ class VM:
         else:
             run_dir = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}.", dir=runs_dir()))
             name = f"vm-{run_dir.name.replace('.', '-')}"
-        return cls._start(name, image, run_dir, _Spec(memory, smp, tuple(cmdline)), timeout,
-                          detach)
+        try:
+            return cls._start(name, image, run_dir, _Spec(memory, smp, tuple(cmdline)), timeout,
+                              detach)
+        except BaseException:
+            if not os.environ.get(KEEP_ENV):
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
 
     @classmethod
     def _start(cls, name: str, image: Image, run_dir: Path, spec: _Spec, timeout: float,
@@ -297,6 +303,7 @@ class VM:
         assert proc is not None and port is not None
         vm = cls(name=name, image=image, run_dir=run_dir, port=port, pid=proc.pid,
                  accel=accel, boot_seconds=0.0, detached=detach)
+        vm._proc = proc
         vm._write_state()
         try:
             vm._wait_for_ssh(proc, start, timeout)
@@ -337,6 +344,8 @@ class VM:
         if self._finalizer is not None:
             self._finalizer.detach()
         _terminate(self.pid, self.run_dir, keep)
+        if self._proc is not None:
+            self._proc.poll()  # reaped already: records it, so no "still running" warning
         say(f"{self.name} stopped")
 
     def __enter__(self) -> VM:

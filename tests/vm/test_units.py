@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.debian import DebianKernel
 from tests.vm import sources
+from tests.vm.machine import VM, VMError, runs_dir
 from tests.vm.image import (_building, _inside, _put, build_initramfs, module_load_order,
                             mounts_under, remove_tree)
 
@@ -177,3 +178,12 @@ def test_remove_tree_never_deletes_through_a_mount(tmp_path: Path) -> None:
         subprocess.run(["umount", str(tree)], check=False, capture_output=True)
     assert not (tmp_path / "tree").exists()
     assert (victim / "keep").read_text() == "precious"
+
+
+def test_a_qemu_that_cannot_start_is_reported_and_cleaned_up(kernel: DebianKernel) -> None:
+    before = set(runs_dir().iterdir()) if runs_dir().is_dir() else set()
+    with pytest.raises(VMError, match="qemu exited at once") as failed:
+        VM.boot(kernel=kernel, memory=-5)
+    assert "-5" in str(failed.value)  # qemu's own words about the bad size
+    after = set(runs_dir().iterdir())
+    assert not {p for p in after - before if p.name.startswith(f"{os.getpid()}.")}
