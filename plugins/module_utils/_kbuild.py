@@ -669,9 +669,11 @@ def config_needs_update(tree: str, runner: Runner, listnewconfig: list[str]) -> 
         return ".config is newer than include/config/auto.conf"
     if knows_target(tree, "listnewconfig"):
         status, out = runner.capture(listnewconfig, tree)
-        if status == 0 and out.strip():
-            count = len(out.strip().splitlines())
-            return f"make listnewconfig lists {count} option(s) the .config does not set"
+        new = [line for line in out.splitlines() if line.startswith("CONFIG_")]
+        if status != 0:
+            return "make listnewconfig failed (see the log)"
+        if new:
+            return f"make listnewconfig lists {len(new)} option(s) the .config does not set"
     return None
 
 

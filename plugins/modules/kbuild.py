@@ -187,6 +187,9 @@ modules:
       description: The module's srcversion, or null when it has none.
       type: str
       sample: 2FD745A78D58AACA6E5DDDE
+    error:
+      description: Why the module file could not be read (only present then).
+      type: str
   sample:
     - path: /usr/local/src/hello/hello.ko
       name: hello
