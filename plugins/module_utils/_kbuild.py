@@ -17,10 +17,11 @@
 * ``modules_prepare`` is preceded by ``make olddefconfig`` when the configuration needs it
   (no ``include/config/auto.conf``, ``.config`` newer than it, or ``make -s listnewconfig``
   not empty). make never reads a terminal: stdin is ``/dev/null``.
-* One lock per tree and one per module source: ``modules_prepare`` holds the tree's lock
-  exclusively, an ``M=`` build holds its source's lock exclusively and the tree's shared, so
-  builds of different modules against one tree run side by side, and never while the tree is
-  being prepared.
+* One lock per tree and one per module source (``_lock.tree_lock``, the lock file outside the
+  directory, the same one ``kernel_release`` takes): ``modules_prepare`` holds the tree's lock
+  exclusively; an ``M=`` build holds its source's lock exclusively and the tree's shared, so
+  builds of different modules against one tree run side by side, never while the tree is being
+  prepared or its release edited, and two builds of one source never overlap.
 * make's output goes to a log file (its path is in the result and in every error); failures
   and warnings are explained from it (``_build_diagnosis``).
 """
@@ -48,10 +49,9 @@ from ansible_collections.vermagic.kmod.plugins.module_utils._build_diagnosis imp
     tail,
 )
 from ansible_collections.vermagic.kmod.plugins.module_utils._files import write_atomic
-from ansible_collections.vermagic.kmod.plugins.module_utils._lock import exclusive_lock, shared_lock
+from ansible_collections.vermagic.kmod.plugins.module_utils._lock import tree_lock
 
 LOG_NAME = ".vermagic-kmod.log"
-LOCK_NAME = ".vermagic-kmod.lock"
 SRC_FINGERPRINT = ".vermagic-kmod.fingerprint"
 TREE_FINGERPRINT = ".vermagic-kmod.prepare.fingerprint"
 
@@ -478,19 +478,10 @@ def make_plan(request: Request, *, which: Callable[[str], str | None] = shutil.w
               probe: Probe = probe_version) -> Plan:
     """Everything decided without writing anything: compiler, fingerprint, whether to build."""
     tree_dir = request.kernel_dir
-    check_tree(request)
+    check_paths(request)
     tree = read_tree(tree_dir)
     findings: list[Finding] = []
     if request.src:
-        if not os.path.isdir(request.src):
-            raise KbuildError(f"src {request.src} does not exist or is not a directory: give the "
-                              "directory that holds the module's Kbuild or Makefile")
-        if not any(os.path.isfile(os.path.join(request.src, n)) for n in ("Kbuild", "Makefile")):
-            raise KbuildError(
-                f"{request.src} has neither a Kbuild nor a Makefile: kbuild needs one that sets "
-                "obj-m (e.g. 'obj-m := hello.o')",
-                diagnosis=[Finding("no_kbuild_file", ERROR, f"{request.src} has no Kbuild/Makefile",
-                                   "add a Kbuild file with obj-m, or point src at its directory")])
         if tree.prepared_missing:
             missing = ", ".join(tree.prepared_missing)
             raise KbuildError(
@@ -540,7 +531,8 @@ def make_plan(request: Request, *, which: Callable[[str], str | None] = shutil.w
                 os.path.join(home, LOG_NAME))
 
 
-def check_tree(request: Request) -> None:
+def check_paths(request: Request) -> None:
+    """The tree (and src) exist and look like what kbuild needs."""
     tree = request.kernel_dir
     if not os.path.isdir(tree):
         dangling = os.path.islink(tree)
@@ -556,17 +548,21 @@ def check_tree(request: Request) -> None:
             "source tree has one at the top)",
             diagnosis=[Finding("not_a_tree", ERROR, f"{tree} has no Makefile",
                                "give the top directory of a kernel tree as kernel_dir")])
+    src = request.src
+    if src is None:
+        return
+    if not os.path.isdir(src):
+        raise KbuildError(f"src {src} does not exist or is not a directory: give the directory "
+                          "that holds the module's Kbuild or Makefile")
+    if not any(os.path.isfile(os.path.join(src, n)) for n in ("Kbuild", "Makefile")):
+        raise KbuildError(
+            f"{src} has neither a Kbuild nor a Makefile: kbuild needs one that sets obj-m "
+            "(e.g. 'obj-m := hello.o')",
+            diagnosis=[Finding("no_kbuild_file", ERROR, f"{src} has no Kbuild/Makefile",
+                               "add a Kbuild file with obj-m, or point src at its directory")])
 
 
 # ----------------------------------------------------------------------------- running
-
-def lock_path(directory: str) -> str:
-    """The lock file of a tree or module source; in the temp dir if the directory is read-only."""
-    if os.access(directory, os.W_OK):
-        return os.path.join(directory, LOCK_NAME)
-    tag = fp.hash_text(os.path.realpath(directory))[:16]
-    return os.path.join(tempfile.gettempdir(), f"vermagic-kmod-{tag}.lock")
-
 
 def snapshot(paths: list[str]) -> dict[str, tuple[int, int, int]]:
     found = {}
@@ -684,7 +680,7 @@ def build(request: Request, *, check_mode: bool = False,
     """Run (or in check mode, predict) the build; return the module's result dict."""
     start = time.monotonic()
     request = validate(request)
-    check_tree(request)
+    check_paths(request)
     if check_mode:
         plan = make_plan(request, which=which, probe=probe)
         return _result(plan, changed=not plan.skip, skipped=plan.skip, reader=reader, start=start,
@@ -692,11 +688,11 @@ def build(request: Request, *, check_mode: bool = False,
                        findings=plan.findings + _stored_findings(plan) if plan.skip
                        else plan.findings)
     with ExitStack() as locks:
-        if request.src:
-            locks.enter_context(exclusive_lock(lock_path(request.src), request.lock_timeout))
-            locks.enter_context(shared_lock(lock_path(request.kernel_dir), request.lock_timeout))
+        if request.src:  # always the source's lock first, then the tree's: no deadlock
+            locks.enter_context(tree_lock(request.src, request.lock_timeout))
+            locks.enter_context(tree_lock(request.kernel_dir, request.lock_timeout, shared=True))
         else:
-            locks.enter_context(exclusive_lock(lock_path(request.kernel_dir), request.lock_timeout))
+            locks.enter_context(tree_lock(request.kernel_dir, request.lock_timeout))
         plan = make_plan(request, which=which, probe=probe)
         if plan.skip:
             return _result(plan, changed=False, skipped=True, reader=reader, start=start,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import tempfile
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -74,3 +75,23 @@ def _flock(lock_path: str, *, exclusive: bool, timeout: float, poll: float) -> I
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def tree_lock_path(tree: str) -> str:
+    """The lock file of a kernel tree: outside it (every byte of a tree stays its own), named
+    after the directory's device and inode, so every path to the same tree finds the same lock.
+    """
+    st = os.stat(tree)
+    base = "/run/lock" if os.geteuid() == 0 and os.path.isdir("/run/lock") else tempfile.gettempdir()
+    return os.path.join(base, "vermagic-kmod", f"tree-{st.st_dev}-{st.st_ino}.lock")
+
+
+@contextmanager
+def tree_lock(tree: str, timeout: float = 600.0, shared: bool = False) -> Iterator[None]:
+    """Hold the lock of a kernel tree: every module that writes into a tree takes this one.
+
+    ``shared``: for runs that only read the tree (an ``M=`` build against it), so that several
+    can hold it at once while none of the writers can.
+    """
+    with _flock(tree_lock_path(tree), exclusive=not shared, timeout=timeout, poll=0.2):
+        yield

@@ -1,55 +1,69 @@
-"""Debian's kernel source tree, unpacked for a test session.
+"""Debian's Linux source, unpacked once and handed out as cheap copies.
 
-``unpack(kernel, dest)`` extracts ``linux-source-X.Y.tar.xz`` (the one ``DebianKernel.source_tarball()``
-gives) into ``dest`` and returns the tree (``dest/linux-source-X.Y``); about 15-20 s and 1.5 GB.
-``session_tree(kernel, base)`` does it once per process, keyed by the tarball, so that every
-test module of a session shares one tree (prepare it once, build against it many times).
-``remove_session_trees()`` deletes them at the end of the session.
-
-The cache stays read-only: trees are unpacked under ``base`` (a pytest temp dir), never in it.
+Unpacking ``linux-source-6.1.tar.xz`` takes 10-20 s; a copy made of hard links takes half a
+second. A copy is safe to change as long as every write replaces a file rather than writing into
+it: kbuild (filechk, kconfig) and this collection's modules (``write_atomic``) do. ``modified``
+checks that afterwards: it names any file of the pristine tree written since it was unpacked.
 """
 
 from __future__ import annotations
 
-import shutil
+import hashlib
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-from tests.support.debian import DebianKernel
-
-_TREES: dict[Path, Path] = {}
 
 
 def say(msg: str) -> None:
     print(f"[source-tree] {msg}", file=sys.stderr, flush=True)
 
 
-def unpack(kernel: DebianKernel, dest: Path) -> Path:
-    tarball = kernel.source_tarball()
+def tarball_key(tarball: Path) -> str:
+    st = tarball.stat()
+    return hashlib.sha256(f"{tarball.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+
+
+def unpack(tarball: Path, dest: Path) -> Path:
+    """Unpack ``tarball`` into ``dest``; the tree's top directory (stamped with the unpack time)."""
     dest.mkdir(parents=True, exist_ok=True)
-    say(f"unpacking {tarball.name} ({tarball.stat().st_size / 1e6:.0f} MB) into {dest}")
+    say(f"unpacking {tarball.name} into {dest}")
     start = time.monotonic()
-    subprocess.run(["tar", "-xJf", str(tarball), "-C", str(dest)], check=True)
-    trees = [p for p in dest.iterdir() if p.is_dir() and p.name.startswith("linux-source-")]
-    if len(trees) != 1:
-        raise RuntimeError(f"{tarball} unpacked into {dest} as {trees}, expected one linux-source-*")
-    say(f"  {trees[0]} in {time.monotonic() - start:.1f} s")
-    return trees[0]
+    subprocess.run(["tar", "-xf", str(tarball), "-C", str(dest)], check=True)
+    tops = [p for p in dest.iterdir() if p.is_dir()]
+    if len(tops) != 1:
+        raise RuntimeError(f"{tarball} did not unpack into one directory: {tops}")
+    (dest / ".unpacked").touch()
+    say(f"  unpacked in {time.monotonic() - start:.1f} s")
+    return tops[0]
 
 
-def session_tree(kernel: DebianKernel, base: Path) -> Path:
-    """One unpacked tree per tarball for this process (the first caller's ``base`` holds it)."""
-    tarball = kernel.source_tarball()
-    tree = _TREES.get(tarball)
-    if tree is None or not tree.exists():
-        tree = unpack(kernel, base)
-        _TREES[tarball] = tree
-    return tree
+def clone(pristine: Path, dest: Path) -> Path:
+    """A copy of ``pristine`` made of hard links (``cp -al``)."""
+    subprocess.run(["cp", "-al", str(pristine), str(dest)], check=True)
+    return dest
 
 
-def remove_session_trees() -> None:
-    for tree in _TREES.values():
-        shutil.rmtree(tree.parent, ignore_errors=True)
-    _TREES.clear()
+def modified(pristine: Path) -> list[str]:
+    """Files of the pristine tree written after it was unpacked (should be none)."""
+    stamp = pristine.parent / ".unpacked"
+    found = subprocess.run(["find", str(pristine), "-type", "f", "-newer", str(stamp)],
+                           capture_output=True, text=True, check=True).stdout.split()
+    return [os.path.relpath(path, pristine) for path in found]
+
+
+_SESSION: dict[str, Path] = {}
+
+
+def session_pristine(tarball: Path, mktemp) -> Path:
+    """One pristine tree per tarball for the whole test session, shared by every test module.
+
+    ``mktemp`` is pytest's ``tmp_path_factory.mktemp``; clone the result before changing it.
+    """
+    key = tarball_key(tarball)
+    top = _SESSION.get(key)
+    if top is None or not top.exists():
+        top = unpack(tarball, mktemp(f"source-{key}"))
+        _SESSION[key] = top
+    return top

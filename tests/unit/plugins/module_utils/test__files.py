@@ -17,6 +17,16 @@ def test_write_atomic_keeps_mode_and_leaves_no_temp(tmp_path):
     assert os.listdir(tmp_path) == ["f"]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another owner")
+def test_write_atomic_keeps_owner_and_group(tmp_path):
+    path = tmp_path / "f"
+    path.write_text("old")
+    os.chown(path, 4321, 4322)
+    write_atomic(str(path), b"new")
+    assert (path.stat().st_uid, path.stat().st_gid) == (4321, 4322)
+    assert path.read_bytes() == b"new"
+
+
 def test_write_atomic_new_file_default_mode(tmp_path):
     path = tmp_path / "g"
     write_atomic(str(path), b"x")

@@ -449,7 +449,8 @@ def test_check_mode_touches_nothing(tc):
     fresh = tc.tree("fresh")
     predicted = build(check_mode=True, kernel_dir=str(fresh))
     assert [c[-1] for c in predicted["commands"]] == ["olddefconfig", "modules_prepare"]
-    assert not (fresh / ".vermagic-kmod.lock").exists() and tc.calls() == []
+    assert sorted(p.name for p in fresh.iterdir()) == [".config", "Makefile", "scripts"]
+    assert tc.calls() == []
 
 
 def test_failure_is_explained_with_log_and_leaves_no_fingerprint(tc, monkeypatch):
@@ -580,18 +581,14 @@ def test_same_src_builds_one_at_a_time(tc, monkeypatch):
 
 
 def test_lock_timeout_names_the_lock(tc):
-    from ansible_collections.vermagic.kmod.plugins.module_utils._lock import LockTimeout, exclusive_lock
+    from ansible_collections.vermagic.kmod.plugins.module_utils._lock import LockTimeout, tree_lock
     tree = tc.tree(prepared=True)
-    with exclusive_lock(str(tree / ".vermagic-kmod.lock")):
-        with pytest.raises(LockTimeout, match=r"\.vermagic-kmod\.lock is held by another run"):
+    with tree_lock(str(tree)):
+        with pytest.raises(LockTimeout, match=r"is held by another run"):
             build(kernel_dir=str(tree), lock_timeout=0.3)
-
-
-def test_read_only_directories_lock_in_the_temp_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(kb.os, "access", lambda path, mode: False)
-    path = kb.lock_path(str(tmp_path))
-    assert path.startswith(os.path.join(kb.tempfile.gettempdir(), "vermagic-kmod-"))
-    assert path == kb.lock_path(str(tmp_path))
+        with pytest.raises(LockTimeout, match=r"is held by another run"):
+            build(kernel_dir=str(tree), src=str(tc.module()), lock_timeout=0.3)
+    assert tc.calls() == []
 
 
 def test_findings_round_trip_through_the_fingerprint():
