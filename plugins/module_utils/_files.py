@@ -10,6 +10,18 @@ import os
 import tempfile
 
 
+def read_bytes(path: str, error: type[Exception], what: str = "a file", size: int = -1) -> bytes:
+    """The bytes of ``path`` (the first ``size`` bytes when given); an unreadable path raises
+    ``error`` with a message naming it and why (``what`` says what it should have been)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(size)
+    except IsADirectoryError:
+        raise error(f"{path} is a directory, not {what}") from None
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc.strerror}") from None
+
+
 def write_atomic(path: str, data: bytes, mode: int | None = None) -> None:
     """Write ``path`` through a temporary file in its directory and rename it into place.
 

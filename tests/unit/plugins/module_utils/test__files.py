@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ansible_collections.vermagic.kmod.plugins.module_utils._files import write_atomic
+from ansible_collections.vermagic.kmod.plugins.module_utils._files import read_bytes, write_atomic
 
 
 def test_write_atomic_keeps_mode_and_leaves_no_temp(tmp_path):
@@ -45,3 +45,17 @@ def test_failed_write_keeps_the_original(tmp_path, monkeypatch):
         write_atomic(str(path), b"new")
     assert path.read_text() == "original"
     assert os.listdir(tmp_path) == ["f"]
+
+
+def test_read_bytes_whole_part_and_errors(tmp_path):
+    class Oops(Exception):
+        pass
+
+    path = tmp_path / "f"
+    path.write_bytes(b"0123456789")
+    assert read_bytes(str(path), Oops) == b"0123456789"
+    assert read_bytes(str(path), Oops, size=4) == b"0123"
+    with pytest.raises(Oops, match="is a directory, not a kernel image"):
+        read_bytes(str(tmp_path), Oops, "a kernel image")
+    with pytest.raises(Oops, match="cannot read .*missing: No such file"):
+        read_bytes(str(tmp_path / "missing"), Oops)
