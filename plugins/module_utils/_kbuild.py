@@ -717,14 +717,29 @@ def _predicted_commands(plan: Plan) -> list[list[str]]:
     auto = os.path.join(tree, "include", "config", "auto.conf")
     config = os.path.join(tree, ".config")
     stale = (not os.path.exists(auto) or not os.path.exists(config)
-             or os.stat(config).st_mtime_ns > os.stat(auto).st_mtime_ns
-             or (request.config is not None and _read_bytes(request.config) != _read_bytes(config)
-                 and bool({"config", "config_source"} & _changed(plan))))
-    if request.src is None and _needs_config(request) and stale:
+             or os.stat(config).st_mtime_ns > os.stat(auto).st_mtime_ns)
+    if request.src is None and _needs_config(request) and (stale or _config_to_copy(plan)):
         commands.append(make_argv(plan.make, request, plan.compiler, [_olddefconfig(request)],
                                   jobs=False))
     commands.append(make_argv(plan.make, request, plan.compiler, request.targets or []))
     return commands
+
+
+def _config_to_copy(plan: Plan) -> bool:
+    """Whether the ``config`` file goes to the tree's .config: when the tree has none, when it
+    was never applied (no fingerprint) and differs, or when the file changed since. A .config
+    changed in the tree since (kernel_release neutralising CONFIG_LOCALVERSION, a person) is
+    kept: olddefconfig completes it, and the next run is skipped, not a tug of war."""
+    request = plan.request
+    if not request.config:
+        return False
+    current = _read_bytes(os.path.join(request.kernel_dir, ".config"))
+    wanted = _read_bytes(request.config)
+    if current is None:
+        return True
+    if current == wanted:
+        return False
+    return plan.old is None or "config_source" in _changed(plan)
 
 
 def _needs_config(request: Request) -> bool:
@@ -752,9 +767,8 @@ def _run(plan: Plan, *, reader: Callable[[str], dict[str, Any]] | None,
     olddefconfig_reason = None
     if request.src is None and _needs_config(request):
         config_path = os.path.join(tree, ".config")
-        if request.config and _read_bytes(request.config) != _read_bytes(config_path) and (
-                plan.old is None or "config_source" in _changed(plan) or "config" in _changed(plan)):
-            write_atomic(config_path, _read_bytes(request.config) or b"")
+        if _config_to_copy(plan):
+            write_atomic(config_path, _read_bytes(request.config or "") or b"")
         olddefconfig = _olddefconfig(request)
         listnewconfig = make_argv(plan.make, request, plan.compiler, ["-s", "listnewconfig"],
                                   jobs=False)

@@ -81,10 +81,12 @@ options:
     type: str
   config:
     description:
-      - Without O(src) only. A kernel configuration (for example C(/boot/config-<release>)) to
-        use as the tree's C(.config). It is copied in when the tree has none or when it or the
-        tree's C(.config) changed since the last run, then C(make olddefconfig) completes it.
-        Giving it every time keeps the task idempotent even though C(olddefconfig) rewrites
+      - Without O(src) only. A kernel configuration (for example C(/boot/config-<release>)) for
+        the tree. It is copied to the tree's C(.config) when the tree has none, on the first run
+        when they differ, and whenever the file itself changes; then C(make olddefconfig)
+        completes it. A C(.config) changed in the tree since (for example by
+        M(vermagic.kmod.kernel_release), which neutralises C(CONFIG_LOCALVERSION)) is kept.
+      - Giving it on every run keeps the task idempotent although C(olddefconfig) rewrites
         C(.config).
     type: path
   force:

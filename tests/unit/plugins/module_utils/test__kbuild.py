@@ -330,14 +330,23 @@ def test_config_option_is_copied_once_and_keeps_the_task_idempotent(tc):
     first = build(kernel_dir=str(tree), config=str(boot))
     assert first["changed"] and (tree / ".config").read_text() == boot.read_text()
     assert build(kernel_dir=str(tree), config=str(boot))["skipped"]
-    # someone edits the tree's .config: the given config is put back and completed again
-    (tree / ".config").write_text(CFG + "CONFIG_MODVERSIONS=n\n")
+    # the tree's .config changes (kernel_release neutralising CONFIG_LOCALVERSION): it is kept,
+    # completed by olddefconfig, and the next run is skipped
+    edited = CFG + 'CONFIG_MODVERSIONS=y\nCONFIG_LOCALVERSION=""\n'
+    (tree / ".config").write_text(edited)
     again = build(kernel_dir=str(tree), config=str(boot))
     assert again["reasons"] == [".config changed"]
-    assert (tree / ".config").read_text() == boot.read_text()
-    # a new config file
+    assert again["olddefconfig"] == ".config is newer than include/config/auto.conf"
+    assert (tree / ".config").read_text() == edited
+    assert build(kernel_dir=str(tree), config=str(boot))["skipped"]
+    # a new config file is put in place
     boot.write_text(CFG + "CONFIG_MODVERSIONS=y\nCONFIG_X=y\n")
     assert "config file changed" in build(kernel_dir=str(tree), config=str(boot))["reasons"]
+    assert (tree / ".config").read_text() == boot.read_text()
+    # a tree whose .config is gone gets it again
+    os.unlink(tree / ".config")
+    assert build(kernel_dir=str(tree), config=str(boot))["changed"]
+    assert (tree / ".config").read_text() == boot.read_text()
 
 
 def test_release_inputs_changing_reprepares(tc):
