@@ -459,8 +459,7 @@ def compute_fingerprint(request: Request, tree: Tree, compiler: Compiler,
         if request.config:
             components["config_source"] = fp.hash_file(request.config)
             notes["config_source"] = request.config
-    else:
-        assert request.src is not None
+    elif request.src is not None:
         files = fp.source_files(request.src)
         components["sources"] = fp.digest_of_files(files)
         components["release"] = fp.hash_text(*(
@@ -761,7 +760,7 @@ def _run(plan: Plan, *, reader: Callable[[str], dict[str, Any]] | None,
     if request.src:
         watched = built_modules(request.src)
     else:
-        watched = [os.path.join(tree, rel) for alternatives, _ in PREPARED_FILES
+        watched = [os.path.join(tree, rel) for alternatives, _required in PREPARED_FILES
                    for rel in alternatives] + [os.path.join(tree, ".config")]
     before = snapshot(watched)
     olddefconfig_reason = None

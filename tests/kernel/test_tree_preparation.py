@@ -115,8 +115,8 @@ def test_prepared_source_builds_what_the_official_headers_build(pristine, kernel
     # the second run of the whole preparation: nothing changes, no make starts
     recorder = MakeRecorder(tmp_path)
     monkeypatch.setenv("PATH", recorder.path)
-    before = {p: p.stat().st_mtime_ns for p in (tree / ".config", tree / "Makefile",
-                                                  tree / "Module.symvers", Path(ko))}
+    watched = (tree / ".config", tree / "Makefile", tree / "Module.symvers", Path(ko))
+    before = {p: p.stat().st_mtime_ns for p in watched}
     for name, main, args in steps:
         again = run(main, args, f"{name} (second run)")
         assert again["changed"] is False, f"{name} changed on the second run"

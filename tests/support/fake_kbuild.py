@@ -16,7 +16,6 @@ each target take that long; $FAKE_OUTPUT is a file whose text it prints; $FAKE_E
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import textwrap

@@ -1,7 +1,8 @@
 """The log diagnosis on logs recorded from real kbuild runs (Debian 6.1 headers and source).
 
 The logs in ``kbuild_logs/`` were made on this machine with Debian's linux-headers-6.1.0-56 and
-linux-source-6.1 (paths shortened): make's own output, unedited otherwise.
+linux-source-6.1 (paths shortened; LC_ALL=C LANG=C, as kbuild runs make, except
+``missing_compiler.log``, made in C.UTF-8): make's own output, unedited otherwise.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def test_a_clean_build_has_no_findings():
     ("unprepared.log", "unprepared_tree", ERROR, "not prepared", "ERROR: Kernel configuration is invalid."),
     ("missing_compiler.log", "missing_compiler", ERROR, "'gcc-99'", "/bin/sh: 1: gcc-99: not found"),
     ("compile_error.log", "compile_error", ERROR, "/srv/hello/hello.c:41: expected",
-     "/srv/hello/hello.c:41:17: error: expected ‘;’ before ‘}’ token"),
+     "/srv/hello/hello.c:41:17: error: expected ';' before '}' token"),
     ("no_license.log", "modpost_error", ERROR, "missing MODULE_LICENSE()",
      "ERROR: modpost: missing MODULE_LICENSE() in /srv/hello/hello.o"),
     ("undefined_symbol.log", "undefined_symbols", ERROR, "no_such_symbol",

@@ -363,7 +363,7 @@ def test_release_inputs_changing_reprepares(tc):
 
 def test_other_targets_always_run(tc):
     tree = tc.tree(prepared=True)
-    for _ in range(2):
+    for _run in range(2):
         result = build(kernel_dir=str(tree), targets=["kernelrelease"])
         assert result["fingerprint"] is None and result["reasons"] == [
             "target kernelrelease always runs"]
