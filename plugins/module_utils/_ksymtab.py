@@ -19,8 +19,8 @@ lands in ``__ksymtab_strings``. A namespace offset of 0 means none (assembler ex
 ``__ksymtab``/``__ksymtab_gpl`` exports S, ``__crc_S`` in ``__kcrctab*`` holds its CRC (or,
 before 5.19, is an absolute symbol whose value is the CRC), ``__kstrtabns_S`` its namespace.
 The symbol table's order is modpost's order, so Module.symvers lines come out as modpost
-wrote them. ``__versions`` holds the CRCs a module was built against: 64-byte
-``struct modversion_info`` entries (``unsigned long crc``, then the NUL-padded name).
+wrote them. ``__versions`` (and 6.15+'s extended sections, see ``_modversions``) holds the CRCs a module
+was built against.
 
 The reader is plain ``struct`` on the bytes it needs (``os.pread`` of the few sections that
 matter), because the recovery reads thousands of modules.
@@ -28,12 +28,13 @@ matter), because the recovery reads thousands of modules.
 
 from __future__ import annotations
 
-import gzip
-import lzma
 import os
 import re
 import struct
 from dataclasses import dataclass, field
+
+from ._decompress import DecompressError, compression_of, decompress
+from ._modversions import parse_versions
 
 EXPORT_SECTIONS = {  # section suffix -> Module.symvers export type
     "": "EXPORT_SYMBOL",
@@ -44,7 +45,7 @@ EXPORT_SECTIONS = {  # section suffix -> Module.symvers export type
 }
 SHN_ABS = 0xFFF1
 SHT_NOBITS = 8
-MODVERSION_INFO_SIZE = 64
+VERSION_SECTIONS = ("__versions", "__version_ext_crcs", "__version_ext_names")
 _IDENTIFIER = re.compile(rb"[A-Za-z_.$][A-Za-z0-9_.$]*\Z")
 
 
@@ -260,17 +261,12 @@ def _symbols(elf: ElfFile, symtab: Section):
 def module_symbols(elf: ElfFile) -> ModuleSymbols:
     """A module's own exports (modpost's order) and the CRCs in its ``__versions``."""
     result = ModuleSymbols()
-    versions = elf.by_name.get("__versions")
-    if versions is not None:
+    raw = {name: elf.data(elf.by_name[name]) for name in VERSION_SECTIONS if name in elf.by_name}
+    if "__versions" in raw or "__version_ext_crcs" in raw:  # the kernel's has_crcs
         result.has_versions = True
-        data = elf.data(versions)
-        crc_fmt = elf.endian + ("Q" if elf.bits == 64 else "I")
-        name_at = 8 if elf.bits == 64 else 4
-        for offset in range(0, len(data) - MODVERSION_INFO_SIZE + 1, MODVERSION_INFO_SIZE):
-            crc, = struct.unpack_from(crc_fmt, data, offset)
-            name = _cstring(data[offset + name_at:offset + MODVERSION_INFO_SIZE], 0)
-            if name:
-                result.versions.append((name.decode("ascii", "replace"), crc & 0xFFFFFFFF))
+        entries = parse_versions(raw.get("__versions", b""), raw.get("__version_ext_crcs"),
+                                 raw.get("__version_ext_names"), elf.bits, elf.endian)
+        result.versions = [(entry.symbol, entry.crc & 0xFFFFFFFF) for entry in entries]
     ksymtabs = {s.index: EXPORT_SECTIONS[s.name[len("__ksymtab"):]] for s in elf.sections
                 if s.name.startswith("__ksymtab") and s.name[len("__ksymtab"):] in EXPORT_SECTIONS
                 and s.size}
@@ -326,37 +322,23 @@ def module_symbols(elf: ElfFile) -> ModuleSymbols:
     return result
 
 
-def open_module(path: str) -> tuple[ElfFile, int | None]:
-    """An ``ElfFile`` of a module, plain (read on demand) or compressed (.xz, .zst, .gz)."""
-    if path.endswith((".ko.xz", ".ko.zst", ".ko.gz")):
-        with open(path, "rb") as handle:
-            packed = handle.read()
-        try:
-            if path.endswith(".xz"):
-                data = lzma.decompress(packed)
-            elif path.endswith(".gz"):
-                data = gzip.decompress(packed)
-            else:
-                from ._vmlinux import decompress
-                data = decompress(packed, "zstd", path)
-        except (OSError, EOFError, lzma.LZMAError) as exc:
-            raise KsymtabError(f"{path} does not decompress: {exc}") from None
-        return ElfFile(path, data=data), None
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return ElfFile(path, fd=fd), fd
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def read_module(path: str) -> ModuleSymbols:
+    """Exports and ``__versions`` of a module file, plain (only the sections needed are read)
+    or compressed (``.ko.gz``, ``.ko.xz``, ``.ko.zst``, found by their magic)."""
     try:
-        elf, fd = open_module(path)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise KsymtabError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        return module_symbols(elf)
+        kind = compression_of(os.pread(fd, 8, 0))
+        if kind == "none":
+            return module_symbols(ElfFile(path, fd=fd))
+        data = b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
+    except OSError as exc:
+        raise KsymtabError(f"cannot read {path}: {exc.strerror}") from None
     finally:
-        if fd is not None:
-            os.close(fd)
+        os.close(fd)
+    try:
+        return module_symbols(ElfFile(path, data=decompress(data, kind, path)))
+    except DecompressError as exc:
+        raise KsymtabError(str(exc)) from None

@@ -41,6 +41,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.enums import ENUM_E_MACHINE, ENUM_E_TYPE
 
 from ._decompress import DecompressError, compression_of, decompress
+from ._modversions import VersionEntry, parse_versions
 from ._pkcs7 import Pkcs7Error, parse_signer_info
 
 ELF_MAGIC = b"\x7fELF"
@@ -93,16 +94,6 @@ class ElfInfo:
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.as_dict().get(key, default)
-
-
-@dataclass(frozen=True)
-class VersionEntry:
-    symbol: str
-    crc: int
-    extended: bool = False  # from __version_ext_crcs/__version_ext_names (Linux 6.15+)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"symbol": self.symbol, "crc": f"0x{self.crc:08x}", "extended": self.extended}
 
 
 @dataclass(frozen=True)
@@ -401,26 +392,9 @@ class ModuleFile:
 
     @cached_property
     def versions(self) -> list[VersionEntry]:
-        out: list[VersionEntry] = []
-        raw = self._section("__versions") or b""
-        word = 8 if self.elf.elf_class == 64 else 4
-        entry = 64
-        crc_fmt = self._end + ("Q" if word == 8 else "I")
-        for offset in range(0, len(raw) - entry + 1, entry):
-            crc = struct.unpack_from(crc_fmt, raw, offset)[0]
-            name = raw[offset + word:offset + entry].split(b"\0", 1)[0]
-            out.append(VersionEntry(name.decode("utf-8", "replace"), crc))
-        crcs = self._section("__version_ext_crcs")
-        names = self._section("__version_ext_names")
-        if crcs is not None and names is not None:
-            values = struct.unpack_from(f"{self._end}{len(crcs) // 4}I", crcs)
-            symbols = names.split(b"\0")
-            seen = {v.symbol for v in out}
-            for crc, name in zip(values, symbols):
-                symbol = name.decode("utf-8", "replace")
-                if symbol not in seen:
-                    out.append(VersionEntry(symbol, crc, extended=True))
-        return out
+        return parse_versions(self._section("__versions") or b"",
+                              self._section("__version_ext_crcs"),
+                              self._section("__version_ext_names"), self.elf.elf_class, self._end)
 
     @cached_property
     def signature(self) -> Signature | None:

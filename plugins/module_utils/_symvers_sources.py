@@ -11,7 +11,8 @@ Sources, best first:
     ``build`` link is absolute; it is followed inside ``root``). Also found in
     ``/usr/src/linux-headers-<release>`` (Debian) and ``/usr/src/kernels/<release>`` (RHEL).
 ``boot``
-    ``<root>/boot/symvers-<release>.gz`` (RHEL family; also ``lib/modules/<release>/symvers.gz``).
+    ``<root>/boot/symvers-<release>.gz`` (RHEL family; also ``/boot/symvers-<release>`` and
+    ``lib/modules/<release>/symvers.gz``).
 ``recover``
     Rebuilt from ``vmlinuz`` and the in-tree modules: vmlinux's export tables (``_vmlinux``,
     ``_ksymtab``) first, then each module under ``lib/modules/<release>/kernel`` in the order of
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from ._ksymtab import ElfFile, KsymtabError, kernel_exports, read_module
+from ._rootfs import RootPathError, resolve
 from ._symvers import ExportedSymbol, SymversError, format_symvers, parse_symvers, read_text
 from ._vmlinux import VmlinuxError, find_image, read_vmlinux
 
@@ -64,32 +66,12 @@ def _say(progress: Progress | None, msg: str) -> None:
         progress(msg)
 
 
-def resolve_in_root(root: str, path: str, limit: int = 40) -> str:
-    """``path`` (absolute, as seen inside ``root``) with every symbolic link followed inside
-    ``root``, as a path on this machine. An absolute link target is taken relative to ``root``,
-    the way it would be seen by a process chrooted there."""
-    root = os.path.abspath(root)
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, part)
-        if os.path.islink(candidate):
-            hops += 1
-            if hops > limit:
-                raise SourceError(f"too many symbolic links under {os.path.join(root, *resolved)}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        resolved.append(part)
-    return os.path.join(root, *resolved)
+def resolve_in_root(root: str, path: str) -> str:
+    """``path`` as seen inside ``root`` on this machine, links followed inside ``root``."""
+    try:
+        return resolve(root, path)
+    except RootPathError as exc:
+        raise SourceError(str(exc)) from None
 
 
 def modules_dir(root: str, release: str) -> str | None:
@@ -109,7 +91,8 @@ def headers_candidates(root: str, release: str) -> list[str]:
 
 def boot_candidates(root: str, release: str) -> list[str]:
     return [resolve_in_root(root, p) for p in (
-        f"/boot/symvers-{release}.gz", f"/lib/modules/{release}/symvers.gz")]
+        f"/boot/symvers-{release}.gz", f"/boot/symvers-{release}",
+        f"/lib/modules/{release}/symvers.gz")]
 
 
 def _first_file(paths: Iterable[str]) -> str | None:

@@ -26,11 +26,12 @@ import re
 import shutil
 import struct
 import subprocess
-import zlib
 from dataclasses import dataclass
 from typing import Callable
 
 from ._bzimage import HEADER_MAGIC, BzImageError, parse_header
+from ._decompress import DecompressError
+from ._decompress import decompress as shared_decompress
 from ._files import read_bytes
 
 ELF_MAGIC = b"\x7fELF"
@@ -57,12 +58,18 @@ def _stream(decomp, data: bytes, name: str) -> bytes:
     return out
 
 
-def _gzip(data: bytes, exact: bool = False) -> bytes:
-    return _stream(zlib.decompressobj(wbits=31), data, "gzip")
-
-
-def _xz(data: bytes, exact: bool = False) -> bytes:
-    return _stream(lzma.LZMADecompressor(format=lzma.FORMAT_XZ), data, "xz")
+def _shared(kind: str) -> Callable[[bytes, bool], bytes]:
+    """gzip, xz and zstd as modules are decompressed (``_decompress``: zstd by the zstandard
+    package or the zstd program). A whole payload loses its appended size first (gzip's size
+    is its own trailer), so that the zstd program does not take it for a damaged stream."""
+    def func(data: bytes, exact: bool = False) -> bytes:
+        if exact and kind != "gzip":
+            data = data[:-4]
+        try:
+            return shared_decompress(data, kind, "the payload")
+        except DecompressError as exc:
+            raise ValueError(str(exc)) from None
+    return func
 
 
 def _lzma(data: bytes, exact: bool = False) -> bytes:
@@ -71,22 +78,6 @@ def _lzma(data: bytes, exact: bool = False) -> bytes:
 
 def _bzip2(data: bytes, exact: bool = False) -> bytes:
     return _stream(bz2.BZ2Decompressor(), data, "bzip2")
-
-
-def _zstd(data: bytes, exact: bool = False) -> bytes:
-    try:
-        import zstandard
-    except ImportError:
-        return _external(["zstd", "-dcq"], data, exact, "zstd",
-                         "the zstandard Python package or the zstd program")
-    decomp = zstandard.ZstdDecompressor().decompressobj()
-    try:
-        out = decomp.decompress(data)
-    except zstandard.ZstdError as exc:
-        raise ValueError(str(exc)) from None
-    if not getattr(decomp, "eof", True):
-        raise ValueError("the zstd stream is truncated")
-    return out
 
 
 def _external(argv: list[str], data: bytes, exact: bool, tool: str, install: str) -> bytes:
@@ -118,13 +109,13 @@ def _lzo(data: bytes, exact: bool = False) -> bytes:
 # fourth zero byte, which only fits dictionaries of 16 MiB and more (the kernel uses lzma -9);
 # this one takes any dictionary size that is a multiple of 64 KiB.
 COMPRESSIONS: list[tuple[str, bytes, Callable[[bytes, bool], bytes]]] = [
-    ("gzip", b"\x1f\x8b\x08", _gzip),
-    ("xz", b"\xfd7zXZ\x00", _xz),
+    ("gzip", b"\x1f\x8b\x08", _shared("gzip")),
+    ("xz", b"\xfd7zXZ\x00", _shared("xz")),
     ("bzip2", b"BZh", _bzip2),
     ("lzma", b"\x5d\x00\x00", _lzma),
     ("lzo", b"\x89LZO", _lzo),
     ("lz4", b"\x02!L\x18", _lz4),
-    ("zstd", b"(\xb5/\xfd", _zstd),
+    ("zstd", b"(\xb5/\xfd", _shared("zstd")),
 ]
 
 
@@ -147,7 +138,7 @@ def decompress(data: bytes, method: str, source: str = "payload", exact: bool = 
         if name == method:
             try:
                 return func(data, exact)
-            except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as exc:
+            except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
                 raise VmlinuxError(f"{source}: the {method} payload does not decompress "
                                    f"({exc}); the image is damaged or truncated") from None
     raise VmlinuxError(f"{source}: unknown compression {method!r}")
@@ -196,7 +187,7 @@ def _scan(data: bytes, source: str) -> Vmlinux | None:
             except VmlinuxError as exc:
                 failures.append(str(exc))
                 break  # the tool is missing: no point trying further offsets
-            except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error):
+            except (OSError, EOFError, ValueError, lzma.LZMAError):
                 out = b""
             if out.startswith(ELF_MAGIC):
                 release = None

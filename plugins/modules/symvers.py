@@ -56,8 +56,9 @@ options:
   release:
     description:
       - The kernel release, as C(uname -r) prints it, e.g. C(6.1.0-56-amd64).
-      - Default, with O(root=/), the running kernel's; with another O(root), the only release
-        under C(<root>/lib/modules) (the module fails when there are several).
+      - Default, with O(root=/), the running kernel's; with another O(root), the only kernel
+        under it (in C(lib/modules) or C(boot/vmlinuz-*)); the module fails when there are
+        several.
     type: str
   root:
     description:
@@ -176,6 +177,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._files import write_atomic
+from ansible_collections.vermagic.kmod.plugins.module_utils._kernel_facts import (
+    KernelFactsError, RunningView, choose_release)
 from ansible_collections.vermagic.kmod.plugins.module_utils._lock import (
     LockTimeout, exclusive_lock)
 from ansible_collections.vermagic.kmod.plugins.module_utils._symvers import (
@@ -184,21 +187,6 @@ from ansible_collections.vermagic.kmod.plugins.module_utils._symvers_sources imp
     SourceError, load)
 
 LOCK_NAME = ".vermagic-kmod.lock"
-
-
-def default_release(root: str) -> str:
-    if os.path.abspath(root) == "/":
-        return os.uname().release
-    base = os.path.join(root, "lib", "modules")
-    try:
-        found = sorted(os.listdir(base))
-    except OSError:
-        found = []
-    if len(found) == 1:
-        return found[0]
-    raise SourceError(
-        f"give release: {base} holds " + (", ".join(found) if found else "no kernel")
-        + " and root is not /, so the running kernel's release does not apply")
 
 
 def main() -> None:
@@ -222,9 +210,10 @@ def main() -> None:
     if not os.path.isdir(root):
         module.fail_json(msg=f"root {root} is not a directory")
     try:
-        release = module.params["release"] or default_release(root)
+        view = RunningView.from_host() if os.path.abspath(root) == "/" else None
+        release = choose_release(root, module.params["release"], view)
         result = load(module.params["source"], root, release)
-    except SourceError as exc:
+    except (KernelFactsError, SourceError) as exc:
         module.fail_json(msg=str(exc))
 
     before_text = None

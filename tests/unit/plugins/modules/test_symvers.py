@@ -101,9 +101,11 @@ def test_failures_say_what_to_do(root, tmp_path, args, words):
 
 
 def test_release_must_be_given_when_root_has_several(root, tmp_path):
-    os.makedirs(os.path.join(root, "lib", "modules", "5.10.0-1-amd64"))
+    os.makedirs(os.path.join(root, "lib", "modules", "5.10.0-1-amd64", "kernel"))
     result = run(dest=str(tmp_path / "M"), root=root)
-    assert result["failed"] and "give release" in result["msg"]
-    assert "5.10.0-1-amd64, 6.1.0-99-test" in result["msg"]
+    assert result["failed"] and "give release to choose one" in result["msg"]
+    assert "5.10.0-1-amd64 (/lib/modules/5.10.0-1-amd64)" in result["msg"]
+    result = run(dest=str(tmp_path / "M"), root=root, release="../etc")
+    assert result["failed"] and "is not a kernel release" in result["msg"]
     result = run(dest=str(tmp_path / "M"), root=str(tmp_path / "nothing"))
     assert result["failed"] and "is not a directory" in result["msg"]
