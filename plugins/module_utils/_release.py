@@ -38,7 +38,10 @@ two places that *compute* a release, ``include/config/kernel.release`` and the `
 target, both print ``KERNELVERSION`` + scripts/setlocalversion (2.6.15 to 6.2: in the recipe;
 6.3 on: setlocalversion reads the exported ``KERNELVERSION``), so a target-specific
 ``KERNELVERSION`` on exactly those two targets makes them agree, while ``make kernelversion``
-and everything else keep the tree's true version.
+and everything else keep the tree's true version. (Newer trees, 6.12 checked, print an
+overriding ``KERNELRELEASE`` there by themselves; the extra line then changes nothing.) The block
+stands right after the version fields, before the Makefile's first target, so it is read on
+every make, sub-makes included, and leaves the default goal alone.
 
 **Traps** that append to a release are kept when the target already ends with what they add,
 and neutralized otherwise: ``localversion*`` files are removed, CONFIG_LOCALVERSION is set to
@@ -458,8 +461,14 @@ class _Files:
                       and os.path.isfile(os.path.join(self.root, name)))
 
 
-def _tree_release(files: _Files, overlay: Mapping[str, bytes | None], git: Git | None,
-                  dirty: bool) -> tuple[TreeRelease, _Makefile]:
+@dataclass(frozen=True)
+class _State:
+    release: TreeRelease
+    makefile: _Makefile
+
+
+def _read_state(files: _Files, overlay: Mapping[str, bytes | None], git: Git | None, dirty: bool) -> _State:
+    """The tree's release as its files (with ``overlay`` applied) and ``git`` make it."""
     where = os.path.join(files.root, MAKEFILE)
     makefile_text = files.text(MAKEFILE, overlay)
     if makefile_text is None:
@@ -481,7 +490,7 @@ def _tree_release(files: _Files, overlay: Mapping[str, bytes | None], git: Git |
     kv = block.kernelversion if block and block.kernelversion is not None else makefile.kernelversion
     release = TreeRelease(makefile.numbers, kv, file_lv, _config_string(raw_lv or ""), auto, scm,
                           block.release if block else None)
-    return release, makefile
+    return _State(release, makefile)
 
 
 def _render_block(release: str | None, kv: str | None, localversion_set: bool, eol: str) -> str:
@@ -602,6 +611,43 @@ def _generated_changes(files: _Files, release: str, numbers: tuple[str, str, str
     return changes
 
 
+def read_release(path: str) -> TreeRelease:
+    """The release the tree at ``path`` builds for, and where each part of it comes from."""
+    root = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(root):
+        raise ReleaseError(f"{root} is not a directory: give the top directory of a Linux source tree")
+    files = _Files(root)
+    state = _read_state(files, {}, None, False)
+    slv = _setlocalversion(files.text(SETLOCALVERSION))
+    if not slv.present:
+        return state.release
+    git = read_git(root, state.release.kernelversion, slv.modern)
+    return _read_state(files, {}, git, bool(git and git.dirty)).release
+
+
+def _config_edits(files: _Files, overlay: dict[str, bytes | None], whys: dict[str, str], name: str,
+                  value: str | None, why: str) -> None:
+    """Set CONFIG_<name> in .config and auto.conf wherever it is set to something else."""
+    for rel, is_auto in ((AUTO_CONF, True), (DOT_CONFIG, False)):
+        text = files.text(rel, overlay)
+        if text is None:
+            continue
+        current = _config_value(text, name)
+        if (value is None and current == "y") or (value is not None and _config_string(current or "") != value):
+            overlay[rel] = _encode(_set_config_line(text, name, value, is_auto))
+            whys[rel] = (whys[rel] + "; " if rel in whys else "") + why
+
+
+def _uts_release(files: _Files) -> str | None:
+    """UTS_RELEASE of the tree's generated headers, if it has any."""
+    for rel in UTS_FILES + VERSION_FILES[1:]:
+        text = files.text(rel)
+        match = _UTS_RE.search(text) if text else None
+        if match:
+            return match.group(2)
+    return None
+
+
 def plan(path: str, release: str, mode: str = "auto") -> Plan:
     """What has to change in the tree at ``path`` so that it builds for ``release``."""
     if mode not in MODES:
@@ -614,39 +660,33 @@ def plan(path: str, release: str, mode: str = "auto") -> Plan:
         raise ReleaseError(f"{root} is not a directory: give the top directory of a Linux source tree")
     files = _Files(root)
     slv = _setlocalversion(files.text(SETLOCALVERSION))
+    state = _read_state(files, {}, None, False)
     git = None
     if slv.present:  # a tree without setlocalversion takes nothing from git
         # 6.3 on, the tag setlocalversion looks for is named after the tree's KERNELVERSION
-        probe, _ = _tree_release(files, {}, None, False)
-        git = read_git(root, probe.kernelversion, slv.modern)
-    dirty_now = bool(git and git.dirty)
-    before, makefile = _tree_release(files, {}, git, dirty_now)
+        git = read_git(root, state.release.kernelversion, slv.modern)
+        state = _read_state(files, {}, git, bool(git and git.dirty))
+    before, makefile = state.release, state.makefile
 
-    tree_numbers = makefile.numbers
     target_numbers = (target.version, target.patchlevel, target.sublevel)
     if mode == "auto":
-        mode = "makefile" if kernelversion(*tree_numbers, "") == target.numbers else "header"
-    numbers = target_numbers if mode == "makefile" else tree_numbers
+        mode = "makefile" if kernelversion(*makefile.numbers, "") == target.numbers else "header"
+    numbers = target_numbers if mode == "makefile" else makefile.numbers
 
+    # localversion files and CONFIG_LOCALVERSION stay when the target ends with what they add
     traps = before.file_localversion + before.config_localversion
-    keep = bool(traps) and target.text.endswith(traps) and \
-        len(target.text) - len(traps) >= len(target.numbers)
+    keep = bool(traps) and target.text.endswith(traps) and len(target.text) - len(traps) >= len(target.numbers)
     base = target.text[:len(target.text) - len(traps)] if keep else target.text
-
     overlay: dict[str, bytes | None] = {}
     whys: dict[str, str] = {}
     if traps and not keep:
         for name in files.localversion_files():
-            content = files.text(name)
-            if content and content.rstrip("\n"):
+            content = (files.text(name) or "").rstrip("\n")
+            if content:
                 overlay[name] = None
-                whys[name] = f"adds {content.rstrip(chr(10))!r} to the release"
-        if before.config_localversion:
-            for rel, is_auto in ((AUTO_CONF, True), (DOT_CONFIG, False)):
-                text = files.text(rel)
-                if text is not None and _config_string(_config_value(text, "LOCALVERSION") or ""):
-                    overlay[rel] = _encode(_set_config_line(text, "LOCALVERSION", "", is_auto))
-                    whys[rel] = f"CONFIG_LOCALVERSION adds {before.config_localversion!r}"
+                whys[name] = f"adds {content!r} to the release"
+        _config_edits(files, overlay, whys, "LOCALVERSION", "",
+                      f"CONFIG_LOCALVERSION adds {before.config_localversion!r}")
 
     if mode == "makefile":
         values = dict(zip(FIELDS, target_numbers + (base[len(target.numbers):],)))
@@ -654,7 +694,6 @@ def plan(path: str, release: str, mode: str = "auto") -> Plan:
     else:
         values = {}
         override = None if makefile.kernelversion == base else target.text
-    lv_set = bool(makefile.block and makefile.block.localversion_set)
 
     def planned_makefile(localversion_set: bool) -> str:
         return _edit_makefile(makefile, values, override, base if override else None, localversion_set)
@@ -667,28 +706,28 @@ def plan(path: str, release: str, mode: str = "auto") -> Plan:
             touched.add(MAKEFILE)
         return git.dirty or bool(touched)
 
-    # setlocalversion must add nothing once the edits are made (they may dirty a git tree)
+    # and setlocalversion must add nothing once the edits are made (they may dirty a git tree)
+    lv_set = bool(makefile.block and makefile.block.localversion_set)
     new_makefile = planned_makefile(lv_set)
     auto = before.localversion_auto
     scmversion = files.text(SCMVERSION)
     if auto and _scm_part(slv, git, scmversion, True, lv_set, dirty_after(new_makefile)):
         auto = False
-        for rel, is_auto in ((AUTO_CONF, True), (DOT_CONFIG, False)):
-            text = files.text(rel, overlay)
-            if text is not None and _config_value(text, "LOCALVERSION_AUTO") == "y":
-                overlay[rel] = _encode(_set_config_line(text, "LOCALVERSION_AUTO", None, is_auto))
-                whys[rel] = (whys[rel] + "; " if rel in whys else "") + \
-                    "CONFIG_LOCALVERSION_AUTO adds the git description"
+        _config_edits(files, overlay, whys, "LOCALVERSION_AUTO", None,
+                      "CONFIG_LOCALVERSION_AUTO adds the git description")
     if not auto and not lv_set and _scm_part(slv, git, scmversion, False, False, dirty_after(new_makefile)):
         lv_set = True
         new_makefile = planned_makefile(True)
     if new_makefile != makefile.text:
         overlay[MAKEFILE] = _encode(new_makefile)
-        whys[MAKEFILE] = (f"{mode} mode: " + (", ".join(f"{k} = {v}" for k, v in values.items()
-                                                        if makefile.fields[k].value != v) or
-                                              "release block"))
+        what = [f"{k} = {v}" for k, v in values.items() if makefile.fields[k].value != v]
+        if override:
+            what.append(f"override KERNELRELEASE = {override}")
+        if lv_set and not (makefile.block and makefile.block.localversion_set):
+            what.append("export LOCALVERSION ?= (no '+' from git)")
+        whys[MAKEFILE] = f"{mode} mode: " + (", ".join(what) or "release block removed")
 
-    after, _ = _tree_release(files, overlay, git, dirty_after(new_makefile))
+    after = _read_state(files, overlay, git, dirty_after(new_makefile)).release
     if after.release != target.text or after.make_release != target.text:
         raise ReleaseError(f"internal: planned edits give release {after.release!r} "
                            f"(make kernelrelease {after.make_release!r}), not {target.text!r}; "
@@ -702,14 +741,7 @@ def plan(path: str, release: str, mode: str = "auto") -> Plan:
     changes += _generated_changes(files, target.text, numbers)
     changes += [FileChange(rel, files.get(rel), overlay[rel], whys[rel]) for rel in (AUTO_CONF, DOT_CONFIG)
                 if rel in overlay]
-    uts = None
-    for rel in UTS_FILES + VERSION_FILES[1:]:
-        text = files.text(rel)
-        match = _UTS_RE.search(text) if text else None
-        if match:
-            uts = match.group(2)
-            break
-    result = Plan(root, mode, before.release, after.release, uts, before.version_code,
+    result = Plan(root, mode, before.release, after.release, _uts_release(files), before.version_code,
                   version_code(*numbers), changes)
     check_writable(result)
     return result

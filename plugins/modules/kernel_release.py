@@ -13,14 +13,14 @@ description:
   - Edits a kernel source tree so that modules built against it carry exactly the release of a
     running kernel (the first word of their vermagic), keeping every byte that need not change.
   - B(The release of a tree) is the C(UTS_RELEASE) its preparation writes into
-    C(include/generated/utsrelease.h): what C(make -s kernelrelease) prints on a configured tree.
+    C(include/generated/utsrelease.h), which is what C(make -s kernelrelease) prints on a configured tree.
     It is C(VERSION.PATCHLEVEL.SUBLEVEL) and C(EXTRAVERSION) from the top Makefile, then the
     contents of the C(localversion*) files at the top of the tree (name order, names with C(~)
     skipped), then C(CONFIG_LOCALVERSION) from C(.config), then what C(scripts/setlocalversion)
     takes from git (with C(CONFIG_LOCALVERSION_AUTO=y) the git description, otherwise a C(+) or
     C(-dirty) when the tree is the top of a git work tree that is not exactly at a tag or has
     uncommitted changes); unless C(override KERNELRELEASE = ...) in the top Makefile sets it.
-    A C(LOCALVERSION) given to make at build time also appends to it: this module cannot see it.
+    A C(LOCALVERSION) given to make at build time also appends to it; this module cannot see it.
   - In C(makefile) mode it sets C(VERSION), C(PATCHLEVEL), C(SUBLEVEL) and C(EXTRAVERSION) from
     the target, so C(LINUX_VERSION_CODE) follows the target's numbers.
   - In C(header) mode the version numbers stay the tree's own, so C(LINUX_VERSION_CODE) stays true,
@@ -34,14 +34,14 @@ description:
     C(include/config/auto.conf) when it exists). A git tree, which these edits make dirty, gets
     C(export LOCALVERSION ?=) in the managed block, so that no C(+) or C(-dirty) is appended.
   - Generated files that exist are made to agree without a rebuild, exactly as kbuild would
-    write them, so a tree prepared with a wrong release is repaired in place:
+    write them, so a tree prepared with a wrong release is repaired in place. They are
     C(include/config/kernel.release), C(include/generated/utsrelease.h),
-    C(include/linux/utsrelease.h) (2.6.18 to 2.6.32), C(include/linux/version.h) (2.6-era trees:
+    C(include/linux/utsrelease.h) (2.6.18 to 2.6.32), C(include/linux/version.h) (on 2.6-era trees,
     C(UTS_RELEASE) and C(LINUX_VERSION_CODE)) and C(include/generated/uapi/linux/version.h).
   - A tree it cannot understand (no version fields, a computed version field, unreadable,
     read-only, not a directory) makes it fail with a message that says why; then nothing is
     changed, because every check comes before the first write. Each file is written atomically.
-  - Writes are made under the tree's lock (a file under C(/run/lock/vermagic-kmod) named after
+  - Writes are made under the tree's lock (a file under C(/run/lock/vermagic-kmod), for root, named after
     the tree's device and inode, not in the tree), which the other modules of this collection that
     write into a tree take too.
 options:
@@ -55,16 +55,16 @@ options:
       - The release the tree must build for, as C(uname -r) prints it on the target kernel,
         e.g. C(6.1.0-56-amd64).
       - At most 64 characters (C(UTS_RELEASE)), starting with C(VERSION.PATCHLEVEL) numbers;
-        letters, digits and C(. _ + ~ , : @ -) only.
+        letters, digits and the characters C(._+~,:@-) only.
     type: str
     required: true
   mode:
     description:
-      - C(makefile) sets the version fields of the top Makefile from the target: the only way
+      - C(makefile) sets the version fields of the top Makefile from the target, the only way
         on 2.6-era trees, and right when the target's numbers are the tree's.
       - C(header) keeps the tree's version numbers, so that C(LINUX_VERSION_CODE) stays true,
         and sets only the release. Use it when the running kernel's numbers are not its source's,
-        for example Debian's C(6.1.0-56-amd64) built from Linux 6.1.192: rewriting C(SUBLEVEL)
+        for example Debian's C(6.1.0-56-amd64) built from Linux 6.1.192, where rewriting C(SUBLEVEL)
         would turn C(LINUX_VERSION_CODE) 393664 into 393472 and flip C(#if) checks in module code.
       - C(auto) is C(makefile) when the target's numbers equal the tree's, C(header) otherwise.
       - C(header) after an earlier C(makefile) run keeps the numbers that run wrote.
@@ -93,13 +93,13 @@ attributes:
     details:
       - The diff holds the whole before and after of every file that changes.
 notes:
-  - Put the final C(.config) in place before this module runs: it reads C(CONFIG_LOCALVERSION)
+  - Put the final C(.config) in place before this module runs, because it reads C(CONFIG_LOCALVERSION)
     from there. In C(header) mode C(utsrelease.h) gets the target even if the configuration
     changes later; in C(makefile) mode a later C(CONFIG_LOCALVERSION) would append to it.
-  - Only the tree's own files are read: trees built with C(O=) keep their output directory's
+  - Only the tree's own files are read; trees built with C(O=) keep their output directory's
     C(localversion*) files and generated headers, which this module does not see.
 author:
-  - vermagic.kmod contributors
+  - vermagic.kmod contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -166,7 +166,7 @@ files:
   elements: str
   sample: [/usr/src/linux-source-6.1/Makefile, /usr/src/linux-source-6.1/include/generated/utsrelease.h]
 changes:
-  description: For each file in O(files), why it changes.
+  description: For each file in RV(files), why it changes.
   returned: success
   type: list
   elements: dict

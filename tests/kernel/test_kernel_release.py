@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -72,8 +71,8 @@ def test_header_mode_gives_debians_own_headers(tree: Path, kernel: DebianKernel)
     pristine_makefile = (tree / "Makefile").read_bytes()
     result = run_module(main, {"path": str(tree), "release": kernel.release})
     assert not result["failed"], result["msg"]
-    assert (result["mode"], result["release_before"], result["release_after"]) == ("header", "6.1.192",
-                                                                                 kernel.release)
+    assert (result["mode"], result["release_before"]) == ("header", "6.1.192")
+    assert result["release_after"] == kernel.release
     assert result["version_code"] == result["version_code_before"] == 393664
     assert result["files"] == [str(tree / "Makefile")]
     makefile = (tree / "Makefile").read_bytes()
@@ -178,8 +177,7 @@ def test_plus_of_a_git_tree_at_its_tag(small_tree: Path):
 
     result = run_module(main, {"path": str(root), "release": "6.1.192-1"})
     assert result["changed"] and "export LOCALVERSION ?=\n" in (root / "Makefile").read_text()
-    assert subprocess.run(["git", "-C", str(root), "status", "-uno", "--porcelain"], capture_output=True,
-                          text=True).stdout.strip() == "M Makefile"
+    assert trees.git(root, "status", "-uno", "--porcelain").strip() == "M Makefile"
     assert make(root, "kernelrelease") == "6.1.192-1\n"
     assert not run_module(main, {"path": str(root), "release": "6.1.192-1"})["changed"]
 

@@ -10,47 +10,17 @@ Linux 6.1 source, is exercised in ``tests/kernel/test_kernel_release.py``.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
+# The fixture trees of the integration target, shared with the unit tests.
+FIXTURES = Path(__file__).resolve().parents[1] / "integration" / "targets" / "kernel_release" / "files"
+
 # Linux 2.6.5 as Fedora Core 2 shipped it (kernel 2.6.5-1.358), built once with a wrong
-# EXTRAVERSION: version.h says 2.6.5-1.358custom.
-MAKEFILE_2_6_5 = """\
-VERSION = 2
-PATCHLEVEL = 6
-SUBLEVEL = 5
-EXTRAVERSION = -1.358custom
-NAME=Zonked Quokka
-
-# *DOCUMENTATION*
-# To see a list of typical targets execute "make help"
-# More info can be located in ./README
-# Comments in this file are targeted only to the developer, do not
-# expect to learn how to build the kernel reading this file.
-
-KERNELRELEASE=$(VERSION).$(PATCHLEVEL).$(SUBLEVEL)$(EXTRAVERSION)
-
-uts_len := 64
-
-include/linux/version.h: Makefile
-\t@if expr length "$(KERNELRELEASE)" \\> $(uts_len) >/dev/null ; then \\
-\t  echo '"$(KERNELRELEASE)" exceeds $(uts_len) characters' >&2; \\
-\t  exit 1; \\
-\tfi;
-\t@(echo \\#define UTS_RELEASE \\"$(KERNELRELEASE)\\"; \\
-\t  echo \\#define LINUX_VERSION_CODE `expr $(VERSION) \\\\* 65536 + $(PATCHLEVEL) \\\\* 256 + $(SUBLEVEL)`; \\
-\t echo '#define KERNEL_VERSION(a,b,c) (((a) << 16) + ((b) << 8) + (c))'; \\
-\t) > $@
-
-kernelrelease:
-\t@echo $(KERNELRELEASE)
-"""
-
-VERSION_H_2_6_5 = """\
-#define UTS_RELEASE "2.6.5-1.358custom"
-#define LINUX_VERSION_CODE 132613
-#define KERNEL_VERSION(a,b,c) (((a) << 16) + ((b) << 8) + (c))
-"""
+# EXTRAVERSION: version.h says 2.6.5-1.358custom. Its Makefile keeps 2.6.5's version.h rule.
+MAKEFILE_2_6_5 = (FIXTURES / "linux-2.6.5" / "Makefile").read_text()
+VERSION_H_2_6_5 = (FIXTURES / "linux-2.6.5" / "include" / "linux" / "version.h").read_text()
 
 # Linux 2.6.18 (RHEL 5 era): utsrelease.h on its own, kernel.release, a quoted auto.conf.
 MAKEFILE_2_6_18 = """\
@@ -65,125 +35,10 @@ KERNELRELEASE = $(shell cat include/config/kernel.release 2> /dev/null)
 KERNELVERSION = $(VERSION).$(PATCHLEVEL).$(SUBLEVEL)$(EXTRAVERSION)
 """
 
-# The release rules of Linux 6.1's top Makefile, cut down (same variables, same recipes).
-MAKEFILE_6_1 = """\
-# SPDX-License-Identifier: GPL-2.0
-VERSION = 6
-PATCHLEVEL = 1
-SUBLEVEL = 192
-EXTRAVERSION =
-NAME = Curry Ramen
-
-# *DOCUMENTATION*
-# To see a list of typical targets execute "make help"
-
-PHONY := __all
-__all: prepare
-
-srctree := .
-CONFIG_SHELL := sh
-
-# Read KERNELRELEASE from include/config/kernel.release (if it exists)
-KERNELRELEASE = $(shell cat include/config/kernel.release 2> /dev/null)
-KERNELVERSION = $(VERSION)$(if $(PATCHLEVEL),.$(PATCHLEVEL)$(if $(SUBLEVEL),.$(SUBLEVEL)))$(EXTRAVERSION)
-export VERSION PATCHLEVEL SUBLEVEL KERNELRELEASE KERNELVERSION
-
-define filechk
-\t@set -e; mkdir -p $(dir $@); trap "rm -f $@.tmp" EXIT; \\
-\t{ $(filechk_$(1)); } > $@.tmp; \\
-\tif [ ! -r $@ ] || ! cmp -s $@ $@.tmp; then mv -f $@.tmp $@; fi
-endef
-
-filechk_kernel.release = \\
-\techo "$(KERNELVERSION)$$($(CONFIG_SHELL) $(srctree)/scripts/setlocalversion $(srctree))"
-
-include/config/kernel.release: FORCE
-\t$(call filechk,kernel.release)
-
-version_h := include/generated/uapi/linux/version.h
-prepare: include/config/kernel.release $(version_h) include/generated/utsrelease.h
-
-uts_len := 64
-define filechk_utsrelease.h
-\tif [ `echo -n "$(KERNELRELEASE)" | wc -c ` -gt $(uts_len) ]; then \\
-\t  echo '"$(KERNELRELEASE)" exceeds $(uts_len) characters' >&2;    \\
-\t  exit 1;                                                         \\
-\tfi;                                                               \\
-\techo \\#define UTS_RELEASE \\"$(KERNELRELEASE)\\"
-endef
-
-define filechk_version.h
-\tif [ $(SUBLEVEL) -gt 255 ]; then                                 \\
-\t\techo \\#define LINUX_VERSION_CODE $(shell                 \\
-\t\texpr $(VERSION) \\* 65536 + $(PATCHLEVEL) \\* 256 + 255); \\
-\telse                                                             \\
-\t\techo \\#define LINUX_VERSION_CODE $(shell                 \\
-\t\texpr $(VERSION) \\* 65536 + $(PATCHLEVEL) \\* 256 + $(SUBLEVEL)); \\
-\tfi;                                                              \\
-\techo '#define KERNEL_VERSION(a,b,c) (((a) << 16) + ((b) << 8) +  \\
-\t((c) > 255 ? 255 : (c)))';                                       \\
-\techo \\#define LINUX_VERSION_MAJOR $(VERSION);                    \\
-\techo \\#define LINUX_VERSION_PATCHLEVEL $(PATCHLEVEL);            \\
-\techo \\#define LINUX_VERSION_SUBLEVEL $(SUBLEVEL)
-endef
-
-$(version_h): PATCHLEVEL := $(or $(PATCHLEVEL), 0)
-$(version_h): SUBLEVEL := $(or $(SUBLEVEL), 0)
-$(version_h): FORCE
-\t$(call filechk,version.h)
-
-include/generated/utsrelease.h: include/config/kernel.release FORCE
-\t$(call filechk,utsrelease.h)
-
-kernelrelease:
-\t@echo "$(KERNELVERSION)$$($(CONFIG_SHELL) $(srctree)/scripts/setlocalversion $(srctree))"
-
-kernelversion:
-\t@echo $(KERNELVERSION)
-
-PHONY += FORCE kernelrelease kernelversion prepare
-FORCE:
-.PHONY: $(PHONY)
-"""
-
-# What Linux 6.1's scripts/setlocalversion decides, in fewer lines (same inputs, same output).
-SETLOCALVERSION_6_1 = """\
-#!/bin/sh
-# Local version of the release: localversion* files, CONFIG_LOCALVERSION, then git.
-srctree=${1:-.}
-
-scm_version()
-{
-\tcd "$srctree"
-\tif test -e .scmversion; then cat .scmversion; return; fi
-\ttest -z "$(git rev-parse --show-cdup 2>/dev/null)" || return
-\thead=$(git rev-parse --verify HEAD 2>/dev/null) || return
-\tif [ -z "$(git describe --exact-match 2>/dev/null)" ]; then
-\t\tif test "$1" = "--short"; then echo "+"; return; fi
-\t\tif atag="$(git describe 2>/dev/null)"; then
-\t\t\techo "$atag" | awk -F- '{printf("-%05d", $(NF-1))}'
-\t\tfi
-\t\tprintf '%s%s' -g "$(echo $head | cut -c1-12)"
-\tfi
-\tif git --no-optional-locks status -uno --porcelain 2>/dev/null | read dummy; then
-\t\tprintf '%s' -dirty
-\tfi
-}
-
-res=
-for file in localversion*; do
-\tcase "$file" in *\\~*) continue;; esac
-\ttest -e "$file" && res="$res$(cat "$file")"
-done
-res="${res}$(sed -n 's/^CONFIG_LOCALVERSION=\\(.*\\)$/\\1/p' include/config/auto.conf 2>/dev/null)${LOCALVERSION}"
-if grep -q "^CONFIG_LOCALVERSION_AUTO=y$" include/config/auto.conf 2>/dev/null; then
-\tres="$res$(scm_version)"
-elif [ "${LOCALVERSION+set}" != "set" ]; then
-\tscm=$(scm_version --short)
-\tres="$res${scm:++}"
-fi
-echo "$res"
-"""
+# The release rules of Linux 6.1's top Makefile, cut down (same variables, same recipes), and
+# what Linux 6.1's scripts/setlocalversion decides, in fewer lines (same inputs, same output).
+MAKEFILE_6_1 = (FIXTURES / "linux-6.1" / "Makefile").read_text()
+SETLOCALVERSION_6_1 = (FIXTURES / "linux-6.1" / "scripts" / "setlocalversion").read_text()
 
 UTSRELEASE_H = '#define UTS_RELEASE "{release}"\n'
 VERSION_H_6_1 = """\
@@ -205,8 +60,8 @@ def write(root: Path, files: dict[str, str]) -> Path:
 
 def tree_2_6_5(root: Path) -> Path:
     """The issue's 2.6-era tree: Makefile EXTRAVERSION and version.h say -1.358custom."""
-    return write(root, {"Makefile": MAKEFILE_2_6_5, "include/linux/version.h": VERSION_H_2_6_5,
-                        "README": "Linux kernel release 2.6.xx\n", "init/main.c": "/* main */\n"})
+    shutil.copytree(FIXTURES / "linux-2.6.5", root, dirs_exist_ok=True)
+    return root
 
 
 def tree_2_6_18(root: Path) -> Path:
@@ -289,7 +144,7 @@ def make(root: Path, *targets: str, env: dict[str, str] | None = None) -> str:
     run_env.pop("LOCALVERSION", None)
     run_env.update(env or {})
     done = subprocess.run(["make", "-s", "-C", str(root), *targets], capture_output=True, text=True,
-                          env=run_env, timeout=120)
+                          env=run_env, timeout=1800, check=False)
     if done.returncode:
         raise AssertionError(f"make {' '.join(targets)} failed:\n{done.stdout}{done.stderr}")
     return done.stdout

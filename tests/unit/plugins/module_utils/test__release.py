@@ -10,7 +10,7 @@ import pytest
 from ansible_collections.vermagic.kmod.plugins.module_utils import _release
 from ansible_collections.vermagic.kmod.plugins.module_utils._lock import LockTimeout, tree_lock
 from ansible_collections.vermagic.kmod.plugins.module_utils._release import (
-    ReleaseError, align, apply, parse_release, plan, version_code)
+    ReleaseError, align, apply, parse_release, plan, read_release, version_code)
 from tests.support import release_trees as trees
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -71,8 +71,8 @@ def test_2_6_5_tree_is_aligned_changing_only_the_release_bytes(tmp_path):
 
     result, backups = align(str(tree), "2.6.5-1.358")
 
-    assert (result.mode, result.release_before, result.release_after) == ("makefile", "2.6.5-1.358custom",
-                                                                         "2.6.5-1.358")
+    assert (result.mode, result.release_before) == ("makefile", "2.6.5-1.358custom")
+    assert result.release_after == "2.6.5-1.358"
     assert (result.uts_release_before, result.version_code_after) == ("2.6.5-1.358custom", 132613)
     assert changed_paths(result) == ["Makefile", "include/linux/version.h"] and backups == []
     after = trees.snapshot(tree)
@@ -88,7 +88,7 @@ def test_2_6_5_tree_is_aligned_changing_only_the_release_bytes(tmp_path):
     assert trees.snapshot(tree) == after
     assert trees.make(tree, "kernelrelease") == "2.6.5-1.358\n"
 
-    again, _ = align(str(tree), "2.6.5-1.358")
+    again = align(str(tree), "2.6.5-1.358")[0]
     assert not again.changed and again.release_before == again.release_after == "2.6.5-1.358"
     assert trees.snapshot(tree) == after
 
@@ -134,7 +134,7 @@ def test_header_mode_keeps_the_numbers_and_sets_only_the_release(tmp_path):
     tree = trees.tree_6_1(tmp_path, prepared=True)
     before = trees.snapshot(tree)
 
-    result, _ = align(str(tree), "6.1.0-56-amd64")
+    result = align(str(tree), "6.1.0-56-amd64")[0]
 
     assert (result.mode, result.release_before, result.release_after) == ("header", "6.1.192", "6.1.0-56-amd64")
     assert result.version_code_before == result.version_code_after == 393664
@@ -159,7 +159,7 @@ def test_header_mode_keeps_the_numbers_and_sets_only_the_release(tmp_path):
 def test_makefile_mode_rewrites_numbers_and_the_generated_version_h(tmp_path):
     tree = trees.tree_6_1(tmp_path, prepared=True)
 
-    result, _ = align(str(tree), "6.1.0-56-amd64", mode="makefile")
+    result = align(str(tree), "6.1.0-56-amd64", mode="makefile")[0]
 
     assert result.mode == "makefile" and result.version_code_after == 393472
     makefile = (tree / "Makefile").read_text()
@@ -176,7 +176,7 @@ def test_makefile_mode_rewrites_numbers_and_the_generated_version_h(tmp_path):
 
 def test_auto_is_makefile_when_the_numbers_agree(tmp_path):
     tree = trees.tree_6_1(tmp_path, prepared=True)
-    result, _ = align(str(tree), "6.1.192-custom")
+    result = align(str(tree), "6.1.192-custom")[0]
     assert result.mode == "makefile"
     assert "EXTRAVERSION = -custom\n" in (tree / "Makefile").read_text()
     # and back: the field is written as the kernel writes an empty one, byte for byte
@@ -192,20 +192,20 @@ def test_switching_modes_and_targets(tmp_path):
     assert makefile.count(_release.BLOCK_BEGIN) == 1 and "6.1.0-55" not in makefile
     assert (tree / "include/generated/utsrelease.h").read_text() == '#define UTS_RELEASE "6.1.0-56-amd64"\n'
 
-    result, _ = align(str(tree), "6.1.0-56-amd64", mode="makefile")
+    result = align(str(tree), "6.1.0-56-amd64", mode="makefile")[0]
     assert result.release_before == "6.1.0-56-amd64" and result.changed
     assert _release.BLOCK_BEGIN not in (tree / "Makefile").read_text()
     assert trees.make(tree, "kernelrelease") == "6.1.0-56-amd64\n"
 
     # header mode on a tree whose fields already give the target needs no block
-    result, _ = align(str(tree), "6.1.0-56-amd64", mode="header")
+    result = align(str(tree), "6.1.0-56-amd64", mode="header")[0]
     assert not result.changed and result.version_code_after == 393472
 
 
 def test_a_wrong_prepared_release_is_repaired_without_make(tmp_path):
     tree = trees.tree_6_1(tmp_path, prepared=True, release="6.1.192-1.358custom")
     (tree / "Makefile").write_text(trees.MAKEFILE_6_1.replace("EXTRAVERSION =\n", "EXTRAVERSION = -1.358custom\n"))
-    result, _ = align(str(tree), "6.1.192-1.358")
+    result = align(str(tree), "6.1.192-1.358")[0]
     assert result.uts_release_before == "6.1.192-1.358custom"
     assert changed_paths(result) == ["Makefile", "include/config/kernel.release",
                                      "include/generated/utsrelease.h"]
@@ -216,7 +216,7 @@ def test_a_wrong_prepared_release_is_repaired_without_make(tmp_path):
 
 def test_generated_files_alone_are_repaired(tmp_path):
     tree = trees.tree_6_1(tmp_path, prepared=True, release="6.1.192-old", numbers=(6, 1, 0))
-    result, _ = align(str(tree), "6.1.192")
+    result = align(str(tree), "6.1.192")[0]
     assert result.release_before == "6.1.192" and result.uts_release_before == "6.1.192-old"
     assert [c.why for c in result.changes] == [
         "holds the release 6.1.192", "UTS_RELEASE 6.1.192",
@@ -225,7 +225,7 @@ def test_generated_files_alone_are_repaired(tmp_path):
 
 def test_2_6_18_era_files(tmp_path):
     tree = trees.tree_2_6_18(tmp_path)
-    result, _ = align(str(tree), "2.6.18-398.el5")
+    result = align(str(tree), "2.6.18-398.el5")[0]
     assert result.mode == "makefile"
     assert changed_paths(result) == ["Makefile", "include/config/kernel.release", "include/linux/utsrelease.h"]
     assert (tree / "include/linux/utsrelease.h").read_text() == '#define UTS_RELEASE "2.6.18-398.el5"\n'
@@ -234,7 +234,7 @@ def test_2_6_18_era_files(tmp_path):
 
 def test_header_mode_on_a_makefile_without_final_newline(tmp_path):
     (tmp_path / "Makefile").write_text("VERSION = 4\nPATCHLEVEL = 19\nSUBLEVEL = 300\nEXTRAVERSION =")
-    result, _ = align(str(tmp_path), "4.19.0-26-amd64")
+    result = align(str(tmp_path), "4.19.0-26-amd64")[0]
     text = (tmp_path / "Makefile").read_text()
     assert text.startswith("VERSION = 4\nPATCHLEVEL = 19\nSUBLEVEL = 300\nEXTRAVERSION =\n" + _release.BLOCK_BEGIN)
     assert result.version_code_after == (4 << 16) + (19 << 8) + 255
@@ -258,11 +258,11 @@ def test_localversion_files_are_kept_when_the_target_ends_with_them(tmp_path):
     (tree / "localversion-zz~").write_text("-editor-backup\n")
     assert plan(str(tree), "6.1.192").release_before == "6.1.192-rt12"
 
-    result, _ = align(str(tree), "6.1.192-1-rt12")
+    result = align(str(tree), "6.1.192-1-rt12")[0]
     assert (tree / "localversion-rt").exists() and "EXTRAVERSION = -1\n" in (tree / "Makefile").read_text()
     assert trees.make(tree, "kernelrelease") == "6.1.192-1-rt12\n"
 
-    result, _ = align(str(tree), "6.1.192-2")
+    result = align(str(tree), "6.1.192-2")[0]
     assert not (tree / "localversion-rt").exists() and (tree / "localversion-zz~").exists()
     assert "localversion-rt" in changed_paths(result)
     assert trees.make(tree, "kernelrelease") == "6.1.192-2\n"
@@ -274,7 +274,7 @@ def test_config_localversion_is_neutralized_in_config_and_auto_conf(tmp_path):
     assert trees.make(tree, "kernelrelease") == "6.1.192-custom\n"
     assert plan(str(tree), "6.1.192").release_before == "6.1.192-custom"
 
-    result, _ = align(str(tree), "6.1.0-56-amd64")
+    result = align(str(tree), "6.1.0-56-amd64")[0]
 
     assert changed_paths(result)[-2:] == ["include/config/auto.conf", ".config"]  # .config last
     assert 'CONFIG_LOCALVERSION=""\n' in (tree / ".config").read_text()
@@ -288,10 +288,38 @@ def test_config_localversion_the_target_ends_with_is_kept(tmp_path):
     tree = trees.tree_6_1(tmp_path, prepared=True, numbers=(6, 1, 0))
     (tree / "Makefile").write_text(trees.MAKEFILE_6_1.replace("SUBLEVEL = 192", "SUBLEVEL = 0"))
     trees.set_config(tree, localversion="-amd64")
-    result, _ = align(str(tree), "6.1.0-56-amd64")
+    result = align(str(tree), "6.1.0-56-amd64")[0]
     assert result.mode == "makefile" and "EXTRAVERSION = -56\n" in (tree / "Makefile").read_text()
     assert ".config" not in changed_paths(result)
     assert trees.make(tree, "kernelrelease") == "6.1.0-56-amd64\n"
+
+
+def test_header_mode_keeps_a_config_localversion_the_target_ends_with(tmp_path):
+    tree = trees.tree_6_1(tmp_path, prepared=True)
+    trees.set_config(tree, localversion="-amd64")
+    result = align(str(tree), "6.1.0-56-amd64")[0]
+    assert result.mode == "header" and ".config" not in changed_paths(result)
+    makefile = (tree / "Makefile").read_text()
+    assert "override KERNELRELEASE = 6.1.0-56-amd64\n" in makefile
+    assert "override KERNELVERSION = 6.1.0-56\n" in makefile
+    assert trees.make(tree, "kernelrelease") == "6.1.0-56-amd64\n"
+    after = trees.snapshot(tree)
+    trees.make(tree, "prepare")
+    assert trees.snapshot(tree) == after
+    parts = read_release(str(tree))
+    assert (parts.release, parts.kernelversion, parts.config_localversion) == ("6.1.0-56-amd64", "6.1.0-56", "-amd64")
+    assert parts.override == "6.1.0-56-amd64" and parts.version_code == 393664
+
+
+def test_read_release_names_the_parts(tmp_path):
+    tree = trees.tree_6_1(tmp_path, prepared=True)
+    (tree / "localversion-a").write_text("-a\n")
+    trees.set_config(tree, localversion="-c")
+    parts = read_release(str(tree))
+    assert (parts.release, parts.make_release, parts.file_localversion) == ("6.1.192-a-c", "6.1.192-a-c", "-a")
+    assert parts.numbers == ("6", "1", "192") and parts.override is None and parts.scm == ""
+    with pytest.raises(ReleaseError, match="not a directory"):
+        read_release(str(tree / "Makefile"))
 
 
 def test_quoted_auto_conf_of_older_kernels_stays_quoted(tmp_path):
@@ -313,7 +341,7 @@ def test_dirty_git_tree_gets_no_plus(tmp_path):
 
     (tree / "init/version.c").write_text("/* changed */\n")
     assert trees.make(tree, "kernelrelease") == "6.1.192+\n"
-    result, _ = align(str(tree), "6.1.192")
+    result = align(str(tree), "6.1.192")[0]
     assert result.release_before == "6.1.192+" and changed_paths(result) == ["Makefile"]
     assert "export LOCALVERSION ?=\n" in (tree / "Makefile").read_text()
     assert "override KERNELRELEASE" not in (tree / "Makefile").read_text()
@@ -327,7 +355,7 @@ def test_clean_git_tree_made_dirty_by_the_edit_itself(tmp_path):
     (tree / "scripts").mkdir()
     (tree / "scripts/setlocalversion").write_text(trees.SETLOCALVERSION_6_1)
     trees.git_init(tree, tag="v2.6.5")
-    result, _ = align(str(tree), "2.6.5-1.358")
+    result = align(str(tree), "2.6.5-1.358")[0]
     assert "export LOCALVERSION ?=" in (tree / "Makefile").read_text()
     assert trees.git(tree, "status", "--porcelain", "-uno").strip()
     assert not plan(str(tree), "2.6.5-1.358").changed
@@ -343,7 +371,7 @@ def test_localversion_auto_is_switched_off(tmp_path):
     assert trees.make(tree, "kernelrelease") == f"6.1.192-g{head[:12]}\n"
     assert plan(str(tree), "6.1.192").release_before == f"6.1.192-g{head[:12]}"
 
-    result, _ = align(str(tree), "6.1.0-56-amd64")
+    result = align(str(tree), "6.1.0-56-amd64")[0]
 
     assert "# CONFIG_LOCALVERSION_AUTO is not set\n" in (tree / ".config").read_text()
     assert "CONFIG_LOCALVERSION_AUTO" not in (tree / "include/config/auto.conf").read_text()
