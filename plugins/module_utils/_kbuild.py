@@ -49,6 +49,7 @@ from ansible_collections.vermagic.kmod.plugins.module_utils._build_diagnosis imp
     tail,
 )
 from ansible_collections.vermagic.kmod.plugins.module_utils._files import write_atomic
+from ansible_collections.vermagic.kmod.plugins.module_utils._kconfig import parse_config
 from ansible_collections.vermagic.kmod.plugins.module_utils._lock import tree_lock
 
 LOG_NAME = ".vermagic-kmod.log"
@@ -147,23 +148,6 @@ class Tree:
         if not self.config:
             return None
         return self.config.get("MODVERSIONS") == "y"
-
-
-def parse_config(text: str) -> dict[str, str | None]:
-    """``CONFIG_X=value`` lines by name without ``CONFIG_`` (quotes removed; None: not set)."""
-    options: dict[str, str | None] = {}
-    for line in text.splitlines():
-        match = re.match(r"CONFIG_(\w+)=(.*)$", line)
-        if match:
-            value = match.group(2)
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-            options[match.group(1)] = value
-            continue
-        match = re.match(r"# CONFIG_(\w+) is not set$", line)
-        if match:
-            options[match.group(1)] = None
-    return options
 
 
 def _read_text(path: str) -> str | None:

@@ -21,38 +21,21 @@ import time
 from pathlib import Path
 
 import pytest
-from elftools.elf.elffile import ELFFile
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import read_module
 from ansible_collections.vermagic.kmod.plugins.modules import kbuild
 from tests.support import source_tree
-from tests.support.collection import ROOT
-from tests.support.debian import DebianKernel, fetch
+from tests.support.debian import DebianKernel
+from tests.support.hello import hello_copy, section
 from tests.support.make_wrapper import MakeRecorder
 from tests.support.module_runner import run_module
 
-HELLO = ROOT / "examples" / "hello"
 VERMAGIC = "6.1.0-56-amd64 SMP preempt mod_unload modversions "
 JOBS = min(os.cpu_count() or 1, 4)
 
 
 def say(msg: str) -> None:
     source_tree.say(msg)
-
-
-@pytest.fixture(scope="session")
-def kernel() -> DebianKernel:
-    return fetch()
-
-
-@pytest.fixture(scope="session")
-def pristine(kernel: DebianKernel, tmp_path_factory) -> Path:
-    top = source_tree.session_pristine(kernel.source_tarball(), tmp_path_factory.mktemp)
-    yield top
-    if top.exists():  # the first of the session's test modules to finish removes it
-        written = source_tree.modified(top)
-        shutil.rmtree(top.parent, ignore_errors=True)
-        assert written == [], "a copy wrote into the pristine tree through a hard link"
 
 
 @pytest.fixture(scope="session")
@@ -73,18 +56,6 @@ def recorder(tmp_path, monkeypatch) -> MakeRecorder:
     rec = MakeRecorder(tmp_path)
     monkeypatch.setenv("PATH", rec.path)
     return rec
-
-
-def hello_copy(dest: Path) -> Path:
-    shutil.copytree(HELLO, dest, ignore=shutil.ignore_patterns(
-        "*.o", "*.ko", "*.mod", "*.mod.c", ".*.cmd", "modules.order", "Module.symvers"))
-    return dest
-
-
-def section(path: str, name: str) -> bytes | None:
-    with open(path, "rb") as handle:
-        found = ELFFile(handle).get_section_by_name(name)
-        return None if found is None else found.data()
 
 
 def kmod_field(path: str, field: str) -> str:

@@ -13,49 +13,16 @@ no make (a recording make first on PATH proves it).
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
-import pytest
-from elftools.elf.elffile import ELFFile
-
 from ansible_collections.vermagic.kmod.plugins.modules import kbuild, kernel_release, modinfo, symvers
 from tests.support import source_tree
-from tests.support.collection import ROOT
-from tests.support.debian import DebianKernel, fetch
+from tests.support.hello import hello_copy, section
 from tests.support.make_wrapper import MakeRecorder
 from tests.support.module_runner import run_module
 
-HELLO = ROOT / "examples" / "hello"
 JOBS = min(os.cpu_count() or 1, 4)
-
-
-@pytest.fixture(scope="session")
-def kernel() -> DebianKernel:
-    return fetch()
-
-
-@pytest.fixture(scope="session")
-def pristine(kernel: DebianKernel, tmp_path_factory) -> Path:
-    top = source_tree.session_pristine(kernel.source_tarball(), tmp_path_factory.mktemp)
-    yield top
-    if top.exists():  # the first of the session's test modules to finish removes it
-        written = source_tree.modified(top)
-        shutil.rmtree(top.parent, ignore_errors=True)
-        assert written == [], "a copy wrote into the pristine tree through a hard link"
-
-
-def hello_copy(dest: Path) -> Path:
-    shutil.copytree(HELLO, dest, ignore=shutil.ignore_patterns(
-        "*.o", "*.ko", "*.mod", "*.mod.c", ".*.cmd", "modules.order", "Module.symvers"))
-    return dest
-
-
-def section(path: str, name: str) -> bytes | None:
-    with open(path, "rb") as handle:
-        found = ELFFile(handle).get_section_by_name(name)
-        return None if found is None else found.data()
 
 
 def run(main, args: dict, what: str) -> dict:

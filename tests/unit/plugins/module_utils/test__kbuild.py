@@ -530,6 +530,15 @@ def _in_thread(results, key, **kw):
     return thread
 
 
+def _together(**requests: dict) -> dict:
+    """Start the builds at once, each in a thread; their results (or exceptions) by name."""
+    results: dict = {}
+    threads = [_in_thread(results, name, **kw) for name, kw in requests.items()]
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
 def _spans(tc):
     return {tuple(a for a in c["argv"] if a.startswith("M=") or a == "modules_prepare"):
             (c["start"], c["end"]) for c in tc.calls()}
@@ -539,11 +548,8 @@ def test_module_builds_against_one_tree_overlap(tc, monkeypatch):
     tree = tc.tree(prepared=True)
     one, two = tc.module("one"), tc.module("two")
     monkeypatch.setenv("FAKE_SLEEP", "1.0")
-    results: dict = {}
-    threads = [_in_thread(results, n, kernel_dir=str(tree), src=str(s))
-               for n, s in (("one", one), ("two", two))]
-    for thread in threads:
-        thread.join(30)
+    results = _together(one={"kernel_dir": str(tree), "src": str(one)},
+                        two={"kernel_dir": str(tree), "src": str(two)})
     assert all(isinstance(r, dict) and r["changed"] for r in results.values()), results
     (s1, e1), (s2, e2) = _spans(tc)[(f"M={one}",)], _spans(tc)[(f"M={two}",)]
     assert s1 < e2 and s2 < e1  # ran at the same time: the tree lock is shared
@@ -580,11 +586,8 @@ def test_same_src_builds_one_at_a_time(tc, monkeypatch):
     tree_a, tree_b = tc.tree("a", prepared=True), tc.tree("b", prepared=True)
     src = tc.module()
     monkeypatch.setenv("FAKE_SLEEP", "0.5")
-    results: dict = {}
-    threads = [_in_thread(results, n, kernel_dir=str(t), src=str(src))
-               for n, t in (("a", tree_a), ("b", tree_b))]
-    for thread in threads:
-        thread.join(30)
+    _together(a={"kernel_dir": str(tree_a), "src": str(src)},
+              b={"kernel_dir": str(tree_b), "src": str(src)})
     (s1, e1), (s2, e2) = sorted((c["start"], c["end"]) for c in tc.calls())
     assert s2 >= e1
 
