@@ -775,9 +775,10 @@ def _run(plan: Plan, *, reader: Callable[[str], dict[str, Any]] | None,
             findings.append(Finding(
                 "no_modules", WARNING, f"make succeeded but produced no .ko file in {request.src}",
                 "check that the module's Kbuild/Makefile sets obj-m (e.g. 'obj-m := hello.o')"))
+        changed = snapshot(outputs) != before
     else:
         outputs = prepared_outputs(tree) + [os.path.join(tree, ".config")]
-    changed = snapshot(outputs) != before
+        changed = snapshot(watched) != before
     if plan.fingerprint_path and plan.fingerprint is not None:
         new = plan.fingerprint
         if plan.kind == "prepare":  # olddefconfig may have rewritten .config: record the result

@@ -322,6 +322,18 @@ def test_no_olddefconfig_when_the_config_is_complete(tc):
     assert result["changed"] is False and result["skipped"] is False
 
 
+def test_force_reruns_make_but_an_untouched_tree_is_not_a_change(tc):
+    tree = tc.tree(prepared=True)
+    for rel in ("include/linux/utsrelease.h", "include/linux/version.h"):  # 2.6-era leftovers
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text('#define UTS_RELEASE "6.1.0-56-amd64"\n')
+    os.utime(tree / ".config", (time.time() - 100,) * 2)
+    build(kernel_dir=str(tree))
+    again = build(kernel_dir=str(tree), force=True)
+    assert again["reasons"] == ["force is set"] and again["commands"]
+    assert again["changed"] is False
+
+
 def test_config_option_is_copied_once_and_keeps_the_task_idempotent(tc):
     tree = tc.tree()
     os.unlink(tree / ".config")
