@@ -7,9 +7,11 @@ package's copy, ``source: headers``) and ``kbuild`` (the image's ``/boot/config-
 a bare ``make olddefconfig`` and ``make -jN modules_prepare``. Both run on hard-link clones of
 one unpacked Debian ``linux-source-6.1`` (same files, same page cache), in alternating order,
 for ``--rounds`` rounds. The ratio is subject / baseline per round; the target is the median at
-most 1.1. CPU time (this process and its children) is printed beside it: on a busy machine the
-wall times of both sides swing by tens of percent, their CPU times do not. The skipped second
-run of the subject is timed too.
+most 1.1. CPU time (this process and its children) is measured beside it: on a machine busy with
+other work the wall times of both sides swing by tens of percent (0.44 to 1.39 in one run here at
+a load average of 10 on 2 CPUs), their CPU times by a few. The verdict uses the wall-time median
+when the load average stayed at most the number of CPUs, the CPU-time median otherwise; both are
+printed. The skipped second run of the subject is timed too.
 
     python3 bench/prepare.py [--rounds N] [--jobs N]
 """
@@ -113,9 +115,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
     try:
         pristine = source_tree.unpack(kernel.source_tarball(), work / "pristine")
-        ratios, cpu_ratios = [], []
+        ratios, cpu_ratios, loads = [], [], []
         for n in range(1, args.rounds + 1):
             times, cpu = {}, {}
+            loads.append(os.getloadavg()[0])
             order = ("baseline", "subject") if n % 2 else ("subject", "baseline")
             for which in order:
                 tree = source_tree.clone(pristine, work / f"{which}-{n}")
@@ -129,6 +132,7 @@ def main() -> int:
                     say("  " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items())
                         + f": {times[which]:.1f} s")
                 cpu[which] = cpu_seconds() - cpu_start
+                loads.append(os.getloadavg()[0])
                 if which == "subject":
                     again = second_run(tree, kernel, args.jobs)
                     say(f"  second run (all skipped, no make): {again:.2f} s")
@@ -140,12 +144,15 @@ def main() -> int:
             print(f"round {n}: subject {times['subject']:.1f} s, baseline {times['baseline']:.1f} s,"
                   f" ratio {ratio:.3f}; CPU {cpu['subject']:.1f} s vs {cpu['baseline']:.1f} s, "
                   f"ratio {cpu_ratio:.3f}", flush=True)
-        median = statistics.median(ratios)
-        verdict = "met" if median <= TARGET_RATIO else "MISSED"
-        print(f"median ratio {median:.3f} over {len(ratios)} round(s) (target <= {TARGET_RATIO}): "
-              f"{verdict}; median CPU-time ratio {statistics.median(cpu_ratios):.3f} "
-              f"(wall time varies with the machine's load, CPU time much less)", flush=True)
-        return 0 if median <= TARGET_RATIO else 1
+        wall, cpu_median = statistics.median(ratios), statistics.median(cpu_ratios)
+        quiet = max(loads) <= (os.cpu_count() or 1)
+        judged = wall if quiet else cpu_median
+        verdict = "met" if judged <= TARGET_RATIO else "MISSED"
+        print(f"median wall-time ratio {wall:.3f}, median CPU-time ratio {cpu_median:.3f} over "
+              f"{len(ratios)} round(s); load average up to {max(loads):.1f} on {os.cpu_count()} "
+              f"CPU(s): judged by {'wall' if quiet else 'CPU'} time (target <= {TARGET_RATIO}): "
+              f"{verdict}", flush=True)
+        return 0 if judged <= TARGET_RATIO else 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
