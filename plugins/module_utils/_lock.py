@@ -26,31 +26,52 @@ class LockTimeout(Exception):
 @contextmanager
 def exclusive_lock(lock_path: str, timeout: float = 600.0, poll: float = 0.2) -> Iterator[None]:
     """Hold an exclusive lock on ``lock_path`` (created if missing) for the ``with`` block."""
+    with _flock(lock_path, exclusive=True, timeout=timeout, poll=poll):
+        yield
+
+
+@contextmanager
+def shared_lock(lock_path: str, timeout: float = 600.0, poll: float = 0.2) -> Iterator[None]:
+    """Hold a shared lock on ``lock_path``: many shared holders at once, never with an exclusive one.
+
+    Readers of a tree (``M=`` builds against it) take it shared; whoever rewrites the tree
+    (``modules_prepare``) takes it exclusive and so waits for every reader, and they for it.
+    """
+    with _flock(lock_path, exclusive=False, timeout=timeout, poll=poll):
+        yield
+
+
+@contextmanager
+def _flock(lock_path: str, *, exclusive: bool, timeout: float, poll: float) -> Iterator[None]:
     directory = os.path.dirname(os.path.abspath(lock_path))
     os.makedirs(directory, exist_ok=True)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    operation = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     try:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, operation | fcntl.LOCK_NB)
                 break
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
                 if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+                    holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+                    holder = f"pid {holder}" if holder else "shared holders"
                     raise LockTimeout(
-                        f"{lock_path} is held by another run (pid {holder}) for more than "
+                        f"{lock_path} is held by another run ({holder}) for more than "
                         f"{timeout:.0f} s; wait for it to finish, or raise the lock timeout"
                     ) from None
                 time.sleep(poll)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        if exclusive:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         try:
             yield
         finally:
-            os.ftruncate(fd, 0)
+            if exclusive:
+                os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
@@ -66,7 +87,11 @@ def tree_lock_path(tree: str) -> str:
 
 
 @contextmanager
-def tree_lock(tree: str, timeout: float = 600.0) -> Iterator[None]:
-    """Hold the lock of a kernel tree: every module that writes into a tree takes this one."""
-    with exclusive_lock(tree_lock_path(tree), timeout=timeout):
+def tree_lock(tree: str, timeout: float = 600.0, shared: bool = False) -> Iterator[None]:
+    """Hold the lock of a kernel tree: every module that writes into a tree takes this one.
+
+    ``shared``: for runs that only read the tree (an ``M=`` build against it), so that several
+    can hold it at once while none of the writers can.
+    """
+    with _flock(tree_lock_path(tree), exclusive=not shared, timeout=timeout, poll=0.2):
         yield
