@@ -572,7 +572,8 @@ class _Operation:
         except Exception as exc:  # the facts module's errors say what is wrong
             raise self.fail(f"the running kernel's facts cannot be gathered: {exc}") from None
         try:
-            table, symvers_path, symvers_notes = _preflight.load_symvers(kernel, req.symvers)
+            table, symvers_path, symvers_notes = _preflight.load_symvers(
+                kernel, _preflight.wanted_symbols(cand.info), req.symvers)
         except Exception as exc:
             raise self.fail(f"symvers: {exc}") from None
         self.notes.extend(symvers_notes)

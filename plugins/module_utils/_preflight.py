@@ -17,9 +17,11 @@ fix}``). When ``_verdict`` lands, ``verdict()`` is the one place to adapt and
 
 from __future__ import annotations
 
+import gzip
+import re
 from typing import Any, Iterable
 
-from ._symvers import ExportedSymbol, SymversError, read_symvers
+from ._symvers import ExportedSymbol, SymversError, parse_line, parse_symvers
 from ._vermagic import same_magic
 
 # What each ``force`` value makes the kernel skip, as problem codes of the verdict.
@@ -34,20 +36,62 @@ def _item(code: str, msg: str, fix: str) -> dict:
     return {"code": code, "msg": msg, "fix": fix}
 
 
-def load_symvers(kernel: dict, explicit: str | None = None
+def lookup_symbols(path: str, names: Iterable[str]) -> dict[str, ExportedSymbol]:
+    """The lines of ``names`` in the Module.symvers at ``path`` (plain or gzip), found by search
+    rather than by parsing all ~25,000 lines: a module imports a handful of symbols."""
+    names = set(names)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except IsADirectoryError:
+        raise SymversError(f"{path} is a directory, not a Module.symvers file") from None
+    except OSError as exc:
+        raise SymversError(f"cannot read {path}: {exc.strerror}") from None
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise SymversError(f"{path} looks gzip-compressed but does not decompress: {exc}") from None
+    if data and not re.match(rb"0x[0-9a-fA-F]+\s", data):
+        raise SymversError(f"{path} is not a Module.symvers file (it does not start with a CRC)")
+    if b"\t" not in data[:200]:  # an old, space-separated file: parse it all
+        return {name: symbol for name, symbol in parse_symvers(data.decode("ascii", "replace"),
+                                                               path).items() if name in names}
+    table: dict[str, ExportedSymbol] = {}
+    for name in names:
+        needle = b"\t" + name.encode() + b"\t"
+        at = data.find(needle)
+        while at >= 0:  # the last line of a name wins, as in a full parse
+            start = data.rfind(b"\n", 0, at) + 1
+            end = data.find(b"\n", at)
+            line = data[start:end if end >= 0 else len(data)].decode("ascii", "replace")
+            symbol = parse_line(line, path)
+            if symbol.name == name:
+                table[name] = symbol
+            at = data.find(needle, at + 1)
+    return table
+
+
+def load_symvers(kernel: dict, names: Iterable[str], explicit: str | None = None
                  ) -> tuple[dict[str, ExportedSymbol] | None, str | None, list[str]]:
-    """``(table, path, notes)``: ``explicit`` if given (an error if unreadable), else the best
-    source in ``kernel["symvers"]`` that reads (notes say which did not)."""
+    """``(table of names, path, notes)`` from ``explicit`` if given (an error if unreadable),
+    else from the best source in ``kernel["symvers"]`` that reads (notes say which did not)."""
+    names = set(names)
     notes: list[str] = []
     if explicit:
-        return read_symvers(explicit), explicit, notes
+        return lookup_symbols(explicit, names), explicit, notes
     for source in kernel.get("symvers") or []:
         path = source.get("path")
         try:
-            return read_symvers(path), path, notes
+            return lookup_symbols(path, names), path, notes
         except SymversError as exc:
             notes.append(str(exc))
     return None, None, notes
+
+
+def wanted_symbols(module: Any) -> set[str]:
+    """What the kernel checks a CRC for: module_layout and every symbol the module imports."""
+    return {"module_layout"} | {symbol.name for symbol in module.imports}
 
 
 def _loaded_identity(loaded: Any) -> tuple[str | None, str | None]:

@@ -6,9 +6,9 @@ import pytest
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import read_module_bytes
 from ansible_collections.vermagic.kmod.plugins.module_utils._preflight import (
-    apply_force, identity_matches, interim_verdict, load_symvers)
+    apply_force, identity_matches, interim_verdict, load_symvers, lookup_symbols, wanted_symbols)
 from ansible_collections.vermagic.kmod.plugins.module_utils._symvers import (
-    SymversError, parse_symvers)
+    SymversError, parse_symvers, read_symvers)
 from ansible_collections.vermagic.kmod.plugins.module_utils._sysfs import LoadedModule
 from tests.support.fake_ko import make_ko
 
@@ -103,6 +103,10 @@ def test_loaded_builds_are_named():
     assert "other_version_loaded" in codes(interim_verdict(m, kernel(), SYMVERS, other)["warnings"])
 
 
+def test_wanted_symbols():
+    assert wanted_symbols(mod(imports=["_printk", "kfree"])) == {"module_layout", "_printk", "kfree"}
+
+
 def test_identity_matches():
     assert identity_matches("A", "b1", "A", "b1") is True
     assert identity_matches("A", "b1", "A", "b2") is False  # same source, another build
@@ -146,11 +150,35 @@ def test_forcing_a_signed_module_is_noted():
 
 def test_load_symvers_picks_the_first_readable(tmp_path):
     good = tmp_path / "symvers.gz"
-    good.write_bytes(gzip.compress(b"0x0ce1ab5c\tmodule_layout\tvmlinux\tEXPORT_SYMBOL\t\n"))
+    good.write_bytes(gzip.compress(b"0x0ce1ab5c\tmodule_layout\tvmlinux\tEXPORT_SYMBOL\t\n"
+                                   b"0x00000001\tmodule_layout_x\tvmlinux\tEXPORT_SYMBOL\t\n"))
     k = kernel(symvers=[{"source": "headers", "path": str(tmp_path / "missing")},
                         {"source": "boot", "path": str(good)}])
-    table, path, notes = load_symvers(k)
-    assert path == str(good) and "module_layout" in table and "cannot read" in notes[0]
-    assert load_symvers(kernel()) == (None, None, [])
+    table, path, notes = load_symvers(k, {"module_layout", "absent"})
+    assert path == str(good) and "cannot read" in notes[0]
+    assert table == {"module_layout": SYMVERS["module_layout"]}
+    assert load_symvers(kernel(), {"x"}) == (None, None, [])
     with pytest.raises(SymversError):
-        load_symvers(k, str(tmp_path / "nope"))
+        load_symvers(k, {"x"}, str(tmp_path / "nope"))
+    old = tmp_path / "old.symvers"  # 2.6-era: spaces, no namespace column
+    old.write_text("0x0ce1ab5c module_layout vmlinux EXPORT_SYMBOL\n"
+                   "0x00000002 fat_x fs/fat/fat EXPORT_SYMBOL_GPL\n")
+    assert lookup_symbols(str(old), {"module_layout"}) == {"module_layout": SYMVERS["module_layout"]}
+    bad = tmp_path / "bad"
+    bad.write_text("hello world\n")
+    with pytest.raises(SymversError, match="does not start with a CRC"):
+        lookup_symbols(str(bad), {"x"})
+
+
+def test_lookup_agrees_with_a_full_parse_on_debians_symvers():
+    from tests.support.collection import cache_dir
+    path = next(cache_dir().glob("debian/*/root/usr/src/linux-headers-*-amd64/Module.symvers"),
+                None)
+    if path is None:
+        pytest.skip("no cached Debian headers (python3 -m tests.support.debian)")
+    full = read_symvers(str(path))
+    names = ["module_layout", "_printk", "__fentry__", "kmalloc_caches", "drm_dev_register",
+             "not_a_symbol_anywhere"]
+    got = lookup_symbols(str(path), names)
+    assert got == {n: full[n] for n in names if n in full}
+    assert len(got) == 5
