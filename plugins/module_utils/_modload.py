@@ -394,7 +394,7 @@ class _Operation:
 
     def rollback_params(self, loaded: LoadedModule, record: dict | None) -> list:
         if record is not None:
-            return [(n, v) for n, v in record.get("params", [])]
+            return [tuple(pair) for pair in record.get("params", [])]
         pairs = []
         for pname, value in sorted(loaded.params.items()):
             if value is None or value == "(null)" or '"' in value or "\n" in value:
@@ -519,8 +519,8 @@ class _Operation:
         if cand is None:  # built into the kernel
             name = module_name(req.name or "")
             loaded = self.loaded_now(name)
-            res["loaded"] = res["previous"] = loaded.as_dict() if loaded else {"name": name,
-                                                                                 "state": "builtin"}
+            shown = loaded.as_dict() if loaded else {"name": name, "state": "builtin"}
+            res["loaded"] = res["previous"] = shown
             if pairs:
                 raise self.fail(f"{name} is built into kernel {host.release}: its parameters are "
                                 f"set on the kernel command line ({name}.<param>=…), not here")

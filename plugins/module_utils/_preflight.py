@@ -184,8 +184,8 @@ def interim_verdict(module: Any, kernel: dict, symvers: dict[str, ExportedSymbol
                                               f"kernel 0x{exported.crc:08x})", rebuild))
 
     signed = module.signature is not None
-    enforced = kernel.get("sig_enforce") or kernel.get("lockdown") in ("integrity",
-                                                                        "confidentiality")
+    locked = kernel.get("lockdown") in ("integrity", "confidentiality")
+    enforced = kernel.get("sig_enforce") or locked
     if enforced and not signed:
         why = ("sig_enforce is on" if kernel.get("sig_enforce")
                else f"the kernel is locked down ({kernel.get('lockdown')})")

@@ -60,7 +60,7 @@ class FakeKernel:
         name = info.name
         srcversion = info.fields.get("srcversion")
         if (self.sys / name / "initstate").exists():
-            return 1, "", f"insmod: ERROR: could not insert module: File exists"
+            return 1, "", "insmod: ERROR: could not insert module: File exists"
         if srcversion in self.refuse and not forced:
             self.log(f"{name}: {self.refuse[srcversion]}")
             return 1, "", "insmod: ERROR: could not insert module: Invalid module format"
@@ -255,8 +255,8 @@ def test_preflight_refusal_touches_nothing(fk, host, files):
         assert info.value.result["verdict"]["compatible"] is False
         assert info.value.result["loaded"]["srcversion"].startswith("SRC1")
     assert fk.kernel_calls() == before and fk.kmsg.read_bytes() == kmsg_before
-    assert not any(n.startswith("SRCb") for n in os.listdir(os.path.join(host.state_dir,
-                                                                          "modules/hello")))
+    kept = os.listdir(os.path.join(host.state_dir, "modules/hello"))
+    assert not any(n.startswith("SRCb") for n in kept)
 
 
 def test_force_preflight_lets_the_kernel_decide(fk, host, files):
@@ -377,7 +377,7 @@ def test_by_name_uses_modprobe(fk, host, files, tmp_path):
     fk.names["hello"] = str(tree / "hello.ko")
     res = run(Request(name="hello", params={"repeat": 4}), host)
     assert res["action"] == "inserted"
-    assert [c for c in fk.kernel_calls()][-1][-2:] == ["hello", "repeat=4"]
+    assert fk.kernel_calls()[-1][-2:] == ["hello", "repeat=4"]
     assert os.path.basename(fk.kernel_calls()[-1][0]) == "modprobe"
     assert not run(Request(name="hello", params={"repeat": 4}), host)["changed"]
     with pytest.raises(ModloadError, match="no module nope"):
