@@ -16,6 +16,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from ._files import read_bytes
+
 HEADER_MAGIC = b"HdrS"
 
 
@@ -62,11 +64,4 @@ def parse_header(data: bytes, source: str = "vmlinuz") -> BzImageHeader:
 
 
 def read_header(path: str) -> BzImageHeader:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(0x10000)
-    except IsADirectoryError:
-        raise BzImageError(f"{path} is a directory, not a kernel image") from None
-    except OSError as exc:
-        raise BzImageError(f"cannot read {path}: {exc.strerror}") from None
-    return parse_header(data, path)
+    return parse_header(read_bytes(path, BzImageError, "a kernel image", 0x10000), path)

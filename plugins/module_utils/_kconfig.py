@@ -276,7 +276,7 @@ def compiler(options: dict[str, str | None]) -> dict | None:
         found = _NUMBER.search(text.split(")", 1)[-1]) or _NUMBER.search(text)
         version = ".".join(g for g in found.groups() if g is not None) if found else None
     if is_clang:
-        name = f"clang-{version.split('.')[0]}" if version else "clang"
+        name = f"clang-{version.split('.', maxsplit=1)[0]}" if version else "clang"
     else:
         name = text.split()[0]
     return {"text": text, "name": name, "version": version}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 from dataclasses import dataclass, field
 from typing import Callable
@@ -60,7 +61,11 @@ class KernelFactsError(Exception):
 
 @dataclass(frozen=True)
 class RunningView:
-    """The running kernel as this host shows it: uname, and ``proc/``, ``sys/`` under ``base``."""
+    """The running kernel as this host shows it: uname, and ``proc/``, ``sys/`` under ``base``.
+
+    ``base`` is also the root directory of the running system: facts for that root (and the
+    running release) are facts about the running kernel. Tests point it at a fake root.
+    """
 
     release: str
     version: str
@@ -107,7 +112,11 @@ class ModuleView:
 
 
 class ModuleReadError(Exception):
-    pass
+    """One module file could not be read; the message says why."""
+
+
+class ReaderUnavailable(ModuleReadError):
+    """No module file can be read on this host (pyelftools is missing)."""
 
 
 def read_module_view(path: str) -> ModuleView:
@@ -115,19 +124,15 @@ def read_module_view(path: str) -> ModuleView:
     try:
         from ansible_collections.vermagic.kmod.plugins.module_utils import _modfile
     except ImportError as exc:
-        raise ModuleReadError(f"the module reader is not available ({exc}): "
-                              "install pyelftools (Debian: python3-pyelftools)") from None
+        raise ReaderUnavailable(f"the module reader is not available ({exc}): "
+                                "install pyelftools (Debian: python3-pyelftools)") from None
     try:
         module = _modfile.read_module(path)
     except Exception as exc:  # the reader's own error types: the message says what is wrong
         raise ModuleReadError(str(exc)) from None
-    fields = module.fields or {}
-    vermagic = fields.get("vermagic")
-    if isinstance(vermagic, list):
-        vermagic = vermagic[0] if vermagic else None
-    elf = module.elf or {}
-    return ModuleView(vermagic=vermagic, elf_class=elf.get("class"), elf_machine=elf.get("machine"),
-                      intree=fields.get("intree") == "Y")
+    intree = module.fields.get("intree")
+    return ModuleView(vermagic=module.vermagic, elf_class=module.elf.elf_class,
+                      elf_machine=module.elf.machine, intree=intree == "Y")
 
 
 @dataclass
@@ -144,7 +149,8 @@ class _State:
         try:
             return resolve(self.root, path)
         except RootPathError as exc:
-            self.missing.append(str(exc))
+            if str(exc) not in self.missing:
+                self.missing.append(str(exc))
             return inside(self.root, path)
 
     def show(self, path: str) -> str:
@@ -212,12 +218,10 @@ def _vmlinuz_headers(root: str) -> dict[str, str | None]:
 
 
 def choose_release(root: str, release: str | None, view: RunningView | None) -> str:
-    if release:
+    if release is not None:
         _check_release(release)
         return release
-    if os.path.realpath(root) == "/":
-        if view is None:
-            raise KernelFactsError("the running kernel's release is unknown: give release")
+    if view is not None:  # root is the running system's
         return view.release
     kernels = installed_kernels(root)
     if not kernels:
@@ -289,6 +293,9 @@ def _config(state: _State, build_path: str | None) -> tuple[str | None, dict[str
     for shown, path in places:
         if not os.path.exists(path):
             continue
+        if not os.path.isfile(path):
+            problems.append(f"{shown} is not a regular file")
+            continue
         try:
             return path, _kconfig.read_config(path)
         except _kconfig.KconfigError as exc:
@@ -311,9 +318,12 @@ def _module_files(moddir: str) -> list[tuple[str, int, str]]:
                 if name.endswith(suffix):
                     path = os.path.join(dirpath, name)
                     try:
-                        size = os.stat(path).st_size
+                        info = os.stat(path)
                     except OSError:
                         break
+                    if not stat.S_ISREG(info.st_mode):
+                        break  # a directory or a pipe named like a module is not one
+                    size = info.st_size
                     found.append((os.path.relpath(path, moddir), size, kind))
                     break
     return found
@@ -352,6 +362,8 @@ def _build_dir(state: _State) -> dict:
         else:
             result["reason"] = (f"no {shown}: install the kernel headers (devel) package of this "
                                 "release")
+        if not os.path.islink(entry):
+            result["path"] = shown  # where it would be, as the system names it
         state.missing.append(f"build directory: {result['reason']}")
         return result
     problems = []
@@ -468,26 +480,24 @@ def _compiler(state: _State, options: dict[str, str | None] | None) -> dict | No
         state.missing.append("compiler: the configuration has no CONFIG_CC_VERSION_TEXT "
                              "(kernels before 5.8): the compiler that built it is unknown")
         return None
-    if os.path.realpath(state.root) == "/":
-        dirs = (state.view.path if state.view is not None else DEFAULT_PATH).split(":")
-    else:
-        dirs = DEFAULT_PATH.split(":")
+    at_host = state.view is not None
+    dirs = (state.view.path if state.view is not None else DEFAULT_PATH).split(":")
     found["path"] = None
-    at_host = os.path.realpath(state.root) == "/"
     where = "in PATH" if at_host else f"under {state.root}"
     for directory in dirs:
         if not directory.startswith("/"):
             continue
         candidate = state.host(os.path.join(directory, found["name"]))
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            found["path"] = os.path.join(directory, found["name"]) if at_host else candidate
+            found["path"] = inside(state.root, os.path.join(directory, found["name"])) \
+                if at_host else candidate
             break
     if found["path"] is None:
         state.missing.append(f"compiler: {found['name']} (which built this kernel: "
                              f"{found['text']}) is not installed {where}")
     elif not re.search(r"-\d+$", found["name"]) and found["version"]:
         # a plain "gcc" or "clang" can be any version: check it where it can be run
-        if not at_host or state.view is None:
+        if state.view is None:
             state.missing.append(f"compiler: {found['path']} is a {found['name']} of unknown "
                                  f"version (it is not run under a root other than /); the "
                                  f"kernel was built with {found['version']}")
@@ -594,23 +604,79 @@ def _lockdown(state: _State, options: dict | None) -> str | None:
     return minimum
 
 
+def _read_in_tree(state: _State, moddir: str, files: list[tuple[str, int, str]],
+                  reader: Callable[[str], ModuleView]) -> tuple[ModuleView | None, str | None]:
+    """The first in-tree module (``intree=Y``) with a vermagic, among a few candidates."""
+    failures = []
+    fallback: tuple[ModuleView | None, str | None] = (None, None)
+    for relative in _candidates(files)[:MODULE_ATTEMPTS]:
+        try:
+            seen = reader(os.path.join(moddir, relative))
+        except ReaderUnavailable as exc:
+            failures.append(str(exc))
+            break
+        except ModuleReadError as exc:
+            failures.append(f"{relative}: {exc}")
+            continue
+        if not seen.vermagic:
+            failures.append(f"{relative}: it has no vermagic")
+            continue
+        if seen.intree:
+            fallback = (seen, relative)
+            break
+        if fallback[0] is None:
+            fallback = (seen, relative)
+    if failures:
+        state.missing.append("in-tree modules that could not be read: " + "; ".join(failures))
+    return fallback
+
+
+def _vermagic(state: _State, config_path: str | None, options: dict | None, build: dict,
+              module_view: ModuleView | None, module_source: str | None
+              ) -> tuple[str | None, str | None]:
+    """``(vermagic, source)``: the in-tree module's, checked against the configuration's."""
+    config_magic = None
+    if options is not None:
+        config_magic, why = _kconfig.config_vermagic(state.release, options, _randstruct_hash(build))
+        if config_magic is None:
+            state.missing.append(f"vermagic from the configuration: {why}")
+    module_magic = module_view.vermagic if module_view is not None else None
+    if module_view is not None and module_magic is not None:
+        if not module_view.intree:
+            state.warnings.append(f"no module read says intree=Y; the vermagic of "
+                                  f"{module_source} is used all the same")
+        if parse_vermagic(module_magic).release != state.release:
+            state.warnings.append(f"{module_source} has the vermagic {module_magic!r}, whose "
+                                  f"release is not {state.release}")
+        if config_magic is not None and config_magic != module_magic:
+            text = (f"vermagic: the in-tree module {module_source} says {module_magic!r}, the "
+                    f"configuration {config_path} gives {config_magic!r}; trusting the module "
+                    "(it is what this kernel's build produced)")
+            state.missing.append(text)
+            state.warnings.append(text)
+        return module_magic, module_source
+    if config_magic is not None:
+        state.missing.append("vermagic: no in-tree module could be read, so it is derived from "
+                             f"the configuration {config_path}")
+        return config_magic, "config"
+    if options is None:
+        state.missing.append("vermagic: unknown (no in-tree module and no configuration)")
+    return None, None
+
+
 # ---------------------------------------------------------------- the whole
 
 
 def gather(root: str = "/", release: str | None = None, view: RunningView | None = None,
-           module_reader: Callable[[str], ModuleView] = read_module_view,
-           progress: Callable[[str], None] | None = None) -> tuple[dict, list[str]]:
+           module_reader: Callable[[str], ModuleView] = read_module_view) -> tuple[dict, list[str]]:
     """``(kmod_kernel facts, warnings)`` for ``release`` under ``root``; read-only."""
     root = _check_root(root)
-    at_host = os.path.realpath(root) == "/"
-    if view is None and at_host:
-        view = RunningView.from_host()
-    release = choose_release(root, release, view)
-    running = bool(at_host and view is not None and release == view.release)
+    view = view or RunningView.from_host()
+    at_host = os.path.realpath(root) == os.path.realpath(view.base)
+    release = choose_release(root, release, view if at_host else None)
+    running = at_host and release == view.release
     state = _State(root=root, release=release, running=running, view=view if at_host else None)
-    say = progress or (lambda _msg: None)
 
-    say(f"kernel {release} under {root} ({'running' if running else 'not running'})")
     moddir = state.host(f"/lib/modules/{release}")
     has_moddir = os.path.isdir(moddir)
     if not has_moddir:
@@ -621,7 +687,7 @@ def gather(root: str = "/", release: str | None = None, view: RunningView | None
             others = sorted(installed_kernels(root))
             state.missing.append(f"no {state.show('/lib/modules/' + release)}: no in-tree "
                                  "module of this release gives the vermagic"
-                                 + (f" (modules here are for: {', '.join(others)})" if others else ""))
+                                 + (f" (kernels under this root: {', '.join(others)})" if others else ""))
 
     if not os.path.isdir(state.host("/boot")):
         state.missing.append(f"no {state.show('/boot')}: no kernel configuration, vmlinuz or "
@@ -631,7 +697,6 @@ def gather(root: str = "/", release: str | None = None, view: RunningView | None
     version = _version(state)
 
     files = _module_files(moddir) if has_moddir else []
-    say(f"{len(files)} in-tree module files")
     if has_moddir and not files:
         state.missing.append(f"no in-tree module files under "
                              f"{state.show('/lib/modules/' + release + '/kernel')}")
@@ -648,54 +713,15 @@ def gather(root: str = "/", release: str | None = None, view: RunningView | None
     }
 
     # vermagic: an in-tree module, cross-checked against the configuration
-    module_magic = module_source = None
-    module_view: ModuleView | None = None
-    failures = []
-    for relative in _candidates(files)[:MODULE_ATTEMPTS]:
-        try:
-            seen = module_reader(os.path.join(moddir, relative))
-        except ModuleReadError as exc:
-            failures.append(f"{relative}: {exc}")
-            if "not available" in str(exc):
-                break
-            continue
-        if not seen.vermagic:
-            failures.append(f"{relative}: it has no vermagic")
-            continue
-        module_view, module_magic, module_source = seen, seen.vermagic, relative
-        break
-    if failures:
-        state.missing.append("in-tree modules that could not be read: " + "; ".join(failures))
+    module_view, module_source = _read_in_tree(state, moddir, files, module_reader)
 
     modules_off = options is not None and not _kconfig.enabled(options, "MODULES")
-    config_magic = None
-    if options is not None and not modules_off:
-        config_magic, why = _kconfig.config_vermagic(release, options, _randstruct_hash(build))
-        if config_magic is None:
-            state.missing.append(f"vermagic from the configuration: {why}")
     if modules_off:
         state.missing.append(f"modules: CONFIG_MODULES is not set in {config_path}: this kernel "
                              "cannot load any module")
-    elif module_magic is not None:
-        facts["vermagic"], facts["vermagic_source"] = module_magic, module_source
-        if module_view is not None and not module_view.intree:
-            state.warnings.append(f"{module_source} does not say intree=Y; its vermagic is used "
-                                  "all the same")
-        if parse_vermagic(module_magic).release != release:
-            state.warnings.append(f"{module_source} has the vermagic {module_magic!r}, whose "
-                                  f"release is not {release}")
-        if config_magic is not None and config_magic != module_magic:
-            text = (f"vermagic: the in-tree module {module_source} says {module_magic!r}, the "
-                    f"configuration {config_path} gives {config_magic!r}; trusting the module "
-                    "(it is what this kernel's build produced)")
-            state.missing.append(text)
-            state.warnings.append(text)
-    elif config_magic is not None:
-        facts["vermagic"], facts["vermagic_source"] = config_magic, "config"
-        state.missing.append("vermagic: no in-tree module could be read, so it is derived from "
-                             f"the configuration {config_path}")
-    elif options is None:
-        state.missing.append("vermagic: unknown (no in-tree module and no configuration)")
+    else:
+        facts["vermagic"], facts["vermagic_source"] = _vermagic(
+            state, config_path, options, build, module_view, module_source)
     if facts["vermagic"] is not None:
         facts["vermagic_parsed"] = parse_vermagic(facts["vermagic"]).as_dict()
 
@@ -729,6 +755,4 @@ def gather(root: str = "/", release: str | None = None, view: RunningView | None
         facts["taint"] = read_taint(view.file("proc/sys/kernel/tainted"))
         if facts["taint"] is None:
             state.missing.append("taint: /proc/sys/kernel/tainted cannot be read")
-    say(f"done: vermagic {facts['vermagic']!r} from {facts['vermagic_source']}, "
-        f"{len(state.missing)} things missing")
     return facts, state.warnings

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import tempfile
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -53,3 +54,19 @@ def exclusive_lock(lock_path: str, timeout: float = 600.0, poll: float = 0.2) ->
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def tree_lock_path(tree: str) -> str:
+    """The lock file of a kernel tree: outside it (every byte of a tree stays its own), named
+    after the directory's device and inode, so every path to the same tree finds the same lock.
+    """
+    st = os.stat(tree)
+    base = "/run/lock" if os.geteuid() == 0 and os.path.isdir("/run/lock") else tempfile.gettempdir()
+    return os.path.join(base, "vermagic-kmod", f"tree-{st.st_dev}-{st.st_ino}.lock")
+
+
+@contextmanager
+def tree_lock(tree: str, timeout: float = 600.0) -> Iterator[None]:
+    """Hold the lock of a kernel tree: every module that writes into a tree takes this one."""
+    with exclusive_lock(tree_lock_path(tree), timeout=timeout):
+        yield

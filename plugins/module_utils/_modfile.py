@@ -28,19 +28,30 @@ reads the symbol table for ``imports`` and names the machine. Anything malformed
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
+import traceback
 from dataclasses import dataclass
-from functools import cached_property
 from io import BytesIO
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.enums import ENUM_E_MACHINE, ENUM_E_TYPE
+try:
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.enums import ENUM_E_MACHINE, ENUM_E_TYPE
+except ImportError:  # modules check HAS_ELFTOOLS and fail with Ansible's missing-library message
+    HAS_ELFTOOLS = False
+    ELFTOOLS_IMPORT_ERROR: str | None = traceback.format_exc()
+    ELFError = Exception  # type: ignore[misc,assignment]  # noqa: N816
+    ELFFile = None  # type: ignore[misc,assignment]
+    ENUM_E_MACHINE = {"EM_386": 3, "EM_X86_64": 62}
+    ENUM_E_TYPE = {"ET_NONE": 0, "ET_REL": 1, "ET_EXEC": 2, "ET_DYN": 3, "ET_CORE": 4}
+else:
+    HAS_ELFTOOLS = True
+    ELFTOOLS_IMPORT_ERROR = None
 
 from ._decompress import DecompressError, compression_of, decompress
+from ._modversions import VersionEntry, parse_versions
 from ._pkcs7 import Pkcs7Error, parse_signer_info
 
 ELF_MAGIC = b"\x7fELF"
@@ -60,6 +71,8 @@ LIST_KEYS = frozenset(("alias", "author", "firmware", "import_ns", "parm", "parm
 SECTIONS = (".modinfo", "__versions", ".gnu.linkonce.this_module", "__version_ext_crcs",
             "__version_ext_names")
 
+NEEDLES = tuple((name, name.encode() + b"\0") for name in SECTIONS)
+
 SHT_NOBITS = 8
 SHN_XINDEX = 0xFFFF
 ET_REL = 1
@@ -67,8 +80,51 @@ MACHINE_NAMES = {value: name for name, value in ENUM_E_MACHINE.items() if isinst
 TYPE_NAMES = {value: name for name, value in ENUM_E_TYPE.items() if isinstance(value, int)}
 NAME_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
-Buffer = Union[bytes, mmap.mmap]
 FieldValue = Union[str, list]
+HEAD = 1 << 14  # read at once: all of a small module, the ELF header of the others
+
+
+class _cached:  # noqa: N801  (functools.cached_property without its per-access lock, < 3.12)
+    """A lazily computed attribute, stored in the instance on first use."""
+
+    def __init__(self, func: Any) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.func(obj)
+        return value
+
+
+class _View:
+    """Parts of a module held in memory."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.size = len(data)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self.data[offset:offset + length]
+
+
+class _FileView(_View):
+    """Parts of an open file: its first 16 KiB at once, anything else by ``pread``."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.size = size
+        self.data = os.pread(fd, min(size, HEAD), 0)
+
+    def read(self, offset: int, length: int) -> bytes:
+        end = offset + length
+        if end <= len(self.data):
+            return self.data[offset:end]
+        if offset >= self.size or length <= 0:
+            return b""
+        return os.pread(self.fd, min(length, self.size - offset), offset)
 
 
 class ModuleFileError(Exception):
@@ -95,18 +151,7 @@ class ElfInfo:
         return self.as_dict().get(key, default)
 
 
-@dataclass(frozen=True)
-class VersionEntry:
-    symbol: str
-    crc: int
-    extended: bool = False  # from __version_ext_crcs/__version_ext_names (Linux 6.15+)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"symbol": self.symbol, "crc": f"0x{self.crc:08x}", "extended": self.extended}
-
-
-@dataclass(frozen=True)
-class ImportedSymbol:
+class ImportedSymbol(NamedTuple):
     name: str
     weak: bool
 
@@ -162,6 +207,38 @@ class Signature:
         }
 
 
+# (EI_CLASS, EI_DATA) -> (ELF header after e_ident, section header)
+LAYOUTS = {
+    (cls, enc): (struct.Struct(("<" if enc == 1 else ">") + ("HHIQQQIHHHHHH" if cls == 2
+                                                             else "HHIIIIIHHHHHH")),
+                 struct.Struct(("<" if enc == 1 else ">") + ("IIQQQQIIQQ" if cls == 2
+                                                             else "IIIIIIIIII")))
+    for cls in (1, 2) for enc in (1, 2)
+}
+_ELF_INFOS: dict[tuple[int, int, int, int], ElfInfo] = {}
+_NAMES_FORMATS: dict[tuple[str, bool, int], str] = {}
+
+
+def _names_format(end: str, is64: bool, count: int) -> str:
+    """struct format reading only sh_name of ``count`` section headers."""
+    key = (end, is64, count)
+    fmt = _NAMES_FORMATS.get(key)
+    if fmt is None:
+        fmt = _NAMES_FORMATS[key] = end + ("I60x" if is64 else "I36x") * count
+    return fmt
+
+
+def _elf_info(ei_class: int, ei_data: int, e_machine: int, e_type: int) -> ElfInfo:
+    key = (ei_class, ei_data, e_machine, e_type)
+    info = _ELF_INFOS.get(key)
+    if info is None:
+        info = _ELF_INFOS[key] = ElfInfo(
+            64 if ei_class == 2 else 32, "little" if ei_data == 1 else "big",
+            MACHINE_NAMES.get(e_machine, f"EM_{e_machine}"), e_machine,
+            TYPE_NAMES.get(e_type, f"ET_{e_type}"))
+    return info
+
+
 def kmod_hex(raw: bytes, line_limit: int = 20) -> str:
     """kmod's kmod_module_hex_to_str(): ``XX:XX:…`` upper case, a newline and two tabs every 20."""
     text = raw.hex(":").upper()
@@ -171,33 +248,31 @@ def kmod_hex(raw: bytes, line_limit: int = 20) -> str:
     return "\n\t\t".join(text[i:i + width] for i in range(0, len(text), width))
 
 
-def _describe_head(data: Buffer) -> str:
+def _describe_head(data: bytes) -> str:
     return " ".join(f"{b:02x}" for b in data[:8])
 
 
 class ModuleFile:
     """One kernel module file, parsed. Use ``read_module(path)`` to make one."""
 
-    def __init__(self, path: str, data: Buffer, compression: str = "none",
+    def __init__(self, path: str, data: bytes | _View, compression: str = "none",
                  file_size: int | None = None) -> None:
+        view = data if isinstance(data, _View) else _View(bytes(data))
         self.path = path
         self.compression = compression
-        self._data = data
-        self.size = len(data)
+        self.size = view.size
         self.file_size = self.size if file_size is None else file_size
-        self._parse_elf()
-        self._split_signature()
+        self._parse_elf(view)
+        self._split_signature(view)
         self._parse_modinfo()
-        # Keep copies of what the lazy attributes need, not the (possibly mapped) file.
-        self._raw = {name: bytes(data[off:off + length])
-                     for name, (off, length) in self._sections.items() if name != ".modinfo"}
-        self._data = None if isinstance(data, mmap.mmap) else data
+        # the whole module for ``imports`` when it is in memory anyway; a file is read again
+        self._data = None if isinstance(view, _FileView) else view.data
 
     # ---- fast path: ELF header, section table, .modinfo, trailer -------------------------
 
-    def _parse_elf(self) -> None:
-        data, path = self._data, self.path
-        size = len(data)
+    def _parse_elf(self, view: _View) -> None:
+        path, size = self.path, view.size
+        data = view.read(0, 64)
         if size < 16 or data[:4] != ELF_MAGIC:
             raise ModuleFileError(f"{path} is not a kernel module: it does not start with the ELF "
                                   f"magic 7f 45 4c 46 (first bytes: {_describe_head(data)})")
@@ -208,14 +283,12 @@ class ModuleFile:
         is64 = ei_class == 2
         end = "<" if ei_data == 1 else ">"
         self._end = end
-        header = struct.Struct(end + ("HHIQQQIHHHHHH" if is64 else "HHIIIIIHHHHHH"))
+        header, shdr = LAYOUTS[ei_class, ei_data]
         if size < 16 + header.size:
             raise ModuleFileError(f"{path} is truncated: {size} bytes, less than an ELF header")
         (e_type, e_machine, _version, _entry, _phoff, e_shoff, _flags, _ehsize, _phentsize,
          _phnum, e_shentsize, e_shnum, e_shstrndx) = header.unpack_from(data, 16)
-        self.elf = ElfInfo(64 if is64 else 32, "little" if ei_data == 1 else "big",
-                           MACHINE_NAMES.get(e_machine, f"EM_{e_machine}"), e_machine,
-                           TYPE_NAMES.get(e_type, f"ET_{e_type}"))
+        self.elf = _elf_info(ei_class, ei_data, e_machine, e_type)
         if e_type != ET_REL:
             kind = {2: "an executable", 3: "a shared object", 4: "a core dump"}.get(e_type, "an ELF file")
             raise ModuleFileError(f"{path} is {kind} ({self.elf.type}), not a kernel module "
@@ -227,9 +300,9 @@ class ModuleFile:
         if e_shoff + want_entsize > size:
             raise ModuleFileError(f"{path} is truncated: its section header table starts at byte "
                                   f"{e_shoff}, the file has {size} bytes")
-        shdr = struct.Struct(end + ("IIQQQQIIQQ" if is64 else "IIIIIIIIII"))
         if e_shnum == 0 or e_shstrndx == SHN_XINDEX:  # extended numbering: the counts are in section 0
-            _n, _t, _f, _a, _o, first_size, first_link, *_rest = shdr.unpack_from(data, e_shoff)
+            first = view.read(e_shoff, want_entsize)
+            _n, _t, _f, _a, _o, first_size, first_link, *_rest = shdr.unpack(first)
             e_shnum = e_shnum or first_size
             if e_shstrndx == SHN_XINDEX:
                 e_shstrndx = first_link
@@ -241,21 +314,25 @@ class ModuleFile:
         if not 0 < e_shstrndx < e_shnum:
             raise ModuleFileError(f"{path} has a corrupt ELF header: section name table index "
                                   f"{e_shstrndx} of {e_shnum} sections")
-        table = struct.unpack_from(end + ("IIQQQQIIQQ" if is64 else "IIIIIIIIII") * e_shnum,
-                                   data, e_shoff)
-        names, types, offsets, sizes = table[0::10], table[1::10], table[4::10], table[5::10]
+        table = view.read(e_shoff, e_shnum * want_entsize)
+        # only sh_name of every section (the rest skipped as pad bytes); full headers below for
+        # the name table and the few sections wanted
+        names = struct.unpack(_names_format(end, is64, e_shnum), table)
         self._shnum = e_shnum
-        str_off, str_size = offsets[e_shstrndx], sizes[e_shstrndx]
+
+        def header(index: int) -> tuple[int, int, int]:
+            fields_ = shdr.unpack_from(table, index * want_entsize)
+            return fields_[1], fields_[4], fields_[5]  # sh_type, sh_offset, sh_size
+
+        _type, str_off, str_size = header(e_shstrndx)
         if str_off + str_size > size:
             raise ModuleFileError(f"{path} is truncated: the section name table ends at byte "
                                   f"{str_off + str_size}, the file has {size} bytes")
-        strtab = bytes(data[str_off:str_off + str_size])
-        by_name_offset: dict[int, int] = {}
-        for index in range(e_shnum - 1, 0, -1):  # the first section of a name wins, as in kmod
-            by_name_offset[names[index]] = index
+        strtab = view.read(str_off, str_size)
+        # name offset -> section index; the first section of a name wins, as in kmod
+        by_name_offset = dict(zip(names[:0:-1], range(e_shnum - 1, 0, -1)))
         found: dict[str, tuple[int, int]] = {}
-        for wanted in SECTIONS:
-            needle = wanted.encode() + b"\0"
+        for wanted, needle in NEEDLES:
             pos = strtab.find(needle)
             best = None
             while pos >= 0:
@@ -265,14 +342,15 @@ class ModuleFile:
                 pos = strtab.find(needle, pos + 1)
             if best is None:
                 continue
-            offset, length = offsets[best], sizes[best]
-            if types[best] == SHT_NOBITS:
+            sh_type, offset, length = header(best)
+            if sh_type == SHT_NOBITS:
                 length = 0
             elif offset + length > size:
                 raise ModuleFileError(f"{path} is truncated: section {wanted} ends at byte "
                                       f"{offset + length}, the file has {size} bytes")
             found[wanted] = (offset, length)
         self._sections = found
+        self._raw = {name: view.read(offset, length) for name, (offset, length) in found.items()}
         if ".gnu.linkonce.this_module" not in found:
             raise ModuleFileError(
                 f"{path} is an ELF object but not a kernel module: it has no "
@@ -281,34 +359,33 @@ class ModuleFile:
             raise ModuleFileError(f"{path} is not a complete kernel module: it has no .modinfo "
                                   f"section")
 
-    def _split_signature(self) -> None:
-        data, size = self._data, len(self._data)
+    def _split_signature(self, view: _View) -> None:
+        size = view.size
         self._sig = None
         magic = len(SIG_MAGIC)
-        if size < magic + SIG_STRUCT.size or data[size - magic:size] != SIG_MAGIC:
+        if size < magic + SIG_STRUCT.size:
+            return
+        tail = view.read(size - magic - SIG_STRUCT.size, magic + SIG_STRUCT.size)
+        if tail[SIG_STRUCT.size:] != SIG_MAGIC:
             return
         at = size - magic - SIG_STRUCT.size
-        self._sig = (at,) + SIG_STRUCT.unpack_from(data, at)
+        self._sig = (at,) + SIG_STRUCT.unpack_from(tail, 0)
         _a, _h, _i, signer_len, key_id_len, sig_len = self._sig[1:]
         start = max(0, at - sig_len - signer_len - key_id_len)
-        self._sig_area = bytes(data[start:at])  # signer name, key id, signature
+        self._sig_area = view.read(start, at - start)  # signer name, key id, signature
 
     def _section(self, name: str) -> bytes | None:
         return self._raw.get(name)
 
     def _parse_modinfo(self) -> None:
-        where = self._sections[".modinfo"]
-        raw = bytes(self._data[where[0]:where[0] + where[1]])
-        entries: list[tuple[str, str]] = []
-        for item in raw.decode("utf-8", "replace").split("\0"):
-            if item:
-                key, _sep, value = item.partition("=")
-                entries.append((key, value))
-        self.modinfo = entries
+        raw = self._raw[".modinfo"]
+        # "key=value" strings between runs of NULs; (key, value) from partition's 3-tuple
+        self.modinfo: list[tuple[str, str]] = [
+            item.partition("=")[::2] for item in raw.decode("utf-8", "replace").split("\0") if item]
 
     # ---- public attributes -----------------------------------------------------------------
 
-    @cached_property
+    @_cached
     def fields(self) -> dict[str, FieldValue]:
         """Every key as kmod's ``modinfo -F KEY`` prints it (see the module docstring)."""
         fields: dict[str, FieldValue] = {}
@@ -358,14 +435,14 @@ class ModuleFile:
                 out.append(f"{name}:{desc[name]}")
         return out
 
-    @cached_property
+    @_cached
     def vermagic(self) -> str | None:
         for key, value in self.modinfo:
             if key == "vermagic":
                 return value
         return None
 
-    @cached_property
+    @_cached
     def name(self) -> str | None:
         """The name in ``struct module`` (what the kernel calls the module), else ``name=``."""
         return self._this_module_name() or self._modinfo_value("name")
@@ -399,30 +476,13 @@ class ModuleFile:
         """A ``__versions`` (or extended CRC) section exists, even empty: the kernel's has_crcs."""
         return "__versions" in self._sections or "__version_ext_crcs" in self._sections
 
-    @cached_property
+    @_cached
     def versions(self) -> list[VersionEntry]:
-        out: list[VersionEntry] = []
-        raw = self._section("__versions") or b""
-        word = 8 if self.elf.elf_class == 64 else 4
-        entry = 64
-        crc_fmt = self._end + ("Q" if word == 8 else "I")
-        for offset in range(0, len(raw) - entry + 1, entry):
-            crc = struct.unpack_from(crc_fmt, raw, offset)[0]
-            name = raw[offset + word:offset + entry].split(b"\0", 1)[0]
-            out.append(VersionEntry(name.decode("utf-8", "replace"), crc))
-        crcs = self._section("__version_ext_crcs")
-        names = self._section("__version_ext_names")
-        if crcs is not None and names is not None:
-            values = struct.unpack_from(f"{self._end}{len(crcs) // 4}I", crcs)
-            symbols = names.split(b"\0")
-            seen = {v.symbol for v in out}
-            for crc, name in zip(values, symbols):
-                symbol = name.decode("utf-8", "replace")
-                if symbol not in seen:
-                    out.append(VersionEntry(symbol, crc, extended=True))
-        return out
+        return parse_versions(self._section("__versions") or b"",
+                              self._section("__version_ext_crcs"),
+                              self._section("__version_ext_names"), self.elf.elf_class, self._end)
 
-    @cached_property
+    @_cached
     def signature(self) -> Signature | None:
         """The appended signature, or None when the file carries none (kmod's rules)."""
         if self._sig is None:
@@ -447,7 +507,7 @@ class ModuleFile:
         return Signature(algo, hash_, id_type, signer_len, key_id_len, sig_len, info.signer,
                          info.serial, info.hash_algo, info.key_identifier, info.signature)
 
-    @cached_property
+    @_cached
     def elf_length(self) -> int:
         """Bytes of ELF object before the signature (what the kernel loads)."""
         if self.signature is None or self._sig is None:
@@ -455,17 +515,20 @@ class ModuleFile:
         at, _a, _h, _i, signer_len, key_id_len, sig_len = self._sig
         return at - sig_len - signer_len - key_id_len
 
-    @cached_property
+    @_cached
     def imports(self) -> list[ImportedSymbol]:
         """Undefined symbols the module needs from the kernel or other modules (pyelftools).
 
         Computed on first use: the file is read again (a bulk scan never pays for this).
         """
+        if not HAS_ELFTOOLS:
+            raise ModuleFileError("reading a module's symbol table needs pyelftools "
+                                  "(Debian: python3-pyelftools; pip: pyelftools)")
         data = self._data
         if data is None:
-            data, _kind, _size = _load(self.path)
+            data = _load_whole(self.path)[0]
         try:
-            elf = ELFFile(BytesIO(bytes(data[:self.elf_length])))
+            elf = ELFFile(BytesIO(data[:self.elf_length]))
             symtab = elf.get_section_by_name(".symtab")
             if symtab is None:
                 return []
@@ -477,9 +540,6 @@ class ModuleFile:
             return out
         except (ELFError, struct.error, ValueError) as exc:
             raise ModuleFileError(f"{self.path}: cannot read the symbol table: {exc}") from None
-        finally:
-            if isinstance(data, mmap.mmap):
-                data.close()
 
     def as_dict(self) -> dict[str, Any]:
         """The shape ``vermagic.kmod.modinfo`` returns (without the verdict)."""
@@ -497,8 +557,8 @@ class ModuleFile:
         }
 
 
-def _load(path: str) -> tuple[Buffer, str, int]:
-    """The module's bytes (decompressed), its compression and the file's size on disk."""
+def _open(path: str) -> tuple[int, int]:
+    """An open descriptor of a regular, non-empty file and its size; errors in words."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -514,54 +574,82 @@ def _load(path: str) -> tuple[Buffer, str, int]:
             raise ModuleFileError(f"{path} is {kind}, not a kernel module file")
         if st.st_size == 0:
             raise ModuleFileError(f"{path} is empty (0 bytes): not a kernel module")
-        head = os.pread(fd, 8, 0)
-        kind = compression_of(head)
-        if kind == "none":
-            try:
-                return mmap.mmap(fd, 0, prot=mmap.PROT_READ), kind, st.st_size
-            except (OSError, ValueError):
-                pass  # a file system without mmap: read it
-        chunks = []
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st.st_size
+
+
+def _read_all(fd: int, path: str) -> bytes:
+    chunks = []
+    try:
         while True:
             chunk = os.read(fd, 1 << 20)
             if not chunk:
-                break
+                return b"".join(chunks)
             chunks.append(chunk)
-        raw = b"".join(chunks)
     except OSError as exc:
         raise ModuleFileError(f"cannot read {path}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
+
+
+def _expand(raw: bytes, path: str) -> tuple[bytes, str]:
+    """Decompress ``raw`` when its magic bytes say it is compressed."""
+    kind = compression_of(raw[:8])
     if kind == "none":
-        return raw, kind, st.st_size
+        return raw, kind
     try:
         data = decompress(raw, kind, path)
     except DecompressError as exc:
         raise ModuleFileError(str(exc)) from None
     if not data:
         raise ModuleFileError(f"{path} decompresses to nothing ({kind}): not a kernel module")
-    return data, kind, st.st_size
+    return data, kind
+
+
+def _load_whole(path: str) -> tuple[bytes, str, int]:
+    """The whole module (decompressed), its compression and the file's size on disk."""
+    fd, size = _open(path)
+    try:
+        raw = _read_all(fd, path)
+    finally:
+        os.close(fd)
+    data, kind = _expand(raw, path)
+    return data, kind, size
 
 
 def read_module(path: str) -> ModuleFile:
-    """Parse the module file at ``path`` (plain or gzip/xz/zstd-compressed, found by magic)."""
+    """Parse the module file at ``path`` (plain or gzip/xz/zstd-compressed, found by magic).
+
+    A plain file is not read whole: its first 16 KiB, then the section table, the few sections
+    wanted and the signature trailer by ``pread``.
+    """
     path = os.fspath(path)
-    data, kind, file_size = _load(path)
+    fd, size = _open(path)
     try:
-        return ModuleFile(path, data, kind, file_size)
+        try:
+            view = _FileView(fd, size)
+        except OSError as exc:
+            raise ModuleFileError(f"cannot read {path}: {exc.strerror}") from None
+        kind = compression_of(view.data[:8])
+        if kind == "none":
+            try:
+                return ModuleFile(path, view, kind, size)
+            except OSError as exc:
+                raise ModuleFileError(f"cannot read {path}: {exc.strerror}") from None
+        if len(view.data) < size:  # pread left the file offset at 0: go on after the head
+            os.lseek(fd, len(view.data), os.SEEK_SET)
+            raw = view.data + _read_all(fd, path)
+        else:
+            raw = view.data
     finally:
-        if isinstance(data, mmap.mmap):
-            data.close()
+        os.close(fd)
+    data, kind = _expand(raw, path)
+    return ModuleFile(path, data, kind, size)
 
 
 def read_module_bytes(data: bytes, path: str = "<bytes>") -> ModuleFile:
     """Parse a module already in memory (plain or compressed)."""
-    kind = compression_of(bytes(data[:8]))
-    if kind != "none":
-        try:
-            data = decompress(bytes(data), kind, path)
-        except DecompressError as exc:
-            raise ModuleFileError(str(exc)) from None
     if not data:
         raise ModuleFileError(f"{path} is empty (0 bytes): not a kernel module")
+    data, kind = _expand(bytes(data), path)
     return ModuleFile(path, data, kind, len(data))

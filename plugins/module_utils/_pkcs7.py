@@ -116,6 +116,8 @@ def decode_oid(raw: bytes) -> str:
     """Dotted text of a DER OBJECT IDENTIFIER's contents (memoised: modules repeat a few OIDs)."""
     text = _OID_CACHE.get(raw)
     if text is None:
+        if len(_OID_CACHE) > 256:
+            _OID_CACHE.clear()
         text = _OID_CACHE[raw] = _decode_oid(raw)
     return text
 
@@ -135,8 +137,23 @@ def _decode_oid(raw: bytes) -> str:
     return ".".join(str(n) for n in head + numbers[1:])
 
 
+_SIGNER_CACHE: dict[bytes, str | None] = {}
+
+
 def _name_signer(data: bytes, start: int, end: int) -> str | None:
-    """kmod's x509_name_to_str(): the commonName, else the value of the last attribute."""
+    """kmod's x509_name_to_str(): the commonName, else the value of the last attribute.
+
+    Memoised by the Name's bytes: the modules of a kernel share one signing key.
+    """
+    raw = data[start:end]
+    if raw not in _SIGNER_CACHE:
+        if len(_SIGNER_CACHE) > 64:
+            _SIGNER_CACHE.clear()
+        _SIGNER_CACHE[raw] = _read_name(data, start, end)
+    return _SIGNER_CACHE[raw]
+
+
+def _read_name(data: bytes, start: int, end: int) -> str | None:
     value = None
     for rdn_tag, _p, rdn_start, rdn_end in _children(data, start, end):
         if rdn_tag != SET:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import gzip
 from dataclasses import dataclass
 
+from ._files import read_bytes
+
 EXPORT_TYPES = ("EXPORT_SYMBOL", "EXPORT_SYMBOL_GPL", "EXPORT_SYMBOL_GPL_FUTURE",
                 "EXPORT_UNUSED_SYMBOL", "EXPORT_UNUSED_SYMBOL_GPL")
 
@@ -67,25 +69,23 @@ def parse_symvers(text: str, source: str = "Module.symvers") -> dict[str, Export
     return table
 
 
-def read_symvers(path: str) -> dict[str, ExportedSymbol]:
-    """Read a Module.symvers, plain or gzip-compressed (RHEL's /boot/symvers-*.gz)."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except IsADirectoryError:
-        raise SymversError(f"{path} is a directory, not a Module.symvers file") from None
-    except OSError as exc:
-        raise SymversError(f"cannot read {path}: {exc.strerror}") from None
+def read_text(path: str) -> str:
+    """The text of a Module.symvers, plain or gzip-compressed (RHEL's /boot/symvers-*.gz)."""
+    data = read_bytes(path, SymversError, "a Module.symvers file")
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError) as exc:
             raise SymversError(f"{path} looks gzip-compressed but does not decompress: {exc}") from None
     try:
-        text = data.decode("ascii")
+        return data.decode("ascii")
     except UnicodeDecodeError:
         raise SymversError(f"{path} is not a Module.symvers file (it is not ASCII text)") from None
-    return parse_symvers(text, path)
+
+
+def read_symvers(path: str) -> dict[str, ExportedSymbol]:
+    """Read a Module.symvers, plain or gzip-compressed (RHEL's /boot/symvers-*.gz)."""
+    return parse_symvers(read_text(path), path)
 
 
 def format_symvers(symbols: list[ExportedSymbol] | dict[str, ExportedSymbol]) -> str:
@@ -93,3 +93,40 @@ def format_symvers(symbols: list[ExportedSymbol] | dict[str, ExportedSymbol]) ->
     values = symbols.values() if isinstance(symbols, dict) else symbols
     return "".join(symbol.line() + "\n" for symbol in values)
 
+
+@dataclass(frozen=True)
+class SymversChanges:
+    """What differs between two tables, symbol by symbol."""
+    added: list[ExportedSymbol]
+    removed: list[ExportedSymbol]
+    changed: list[tuple[ExportedSymbol, ExportedSymbol]]  # (before, after)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+    def counts(self) -> dict[str, int]:
+        return {"added": len(self.added), "removed": len(self.removed),
+                "changed": len(self.changed)}
+
+    def diff(self, limit: int = 50) -> tuple[str, str]:
+        """(before, after) texts for Ansible's diff: the lines that go and the lines that come,
+        at most ``limit`` of each, then how many more, instead of the whole file."""
+        gone = [old.line() for old, _new in self.changed] + [s.line() for s in self.removed]
+        come = [new.line() for _old, new in self.changed] + [s.line() for s in self.added]
+
+        def cut(lines: list[str]) -> str:
+            shown = sorted(lines)[:limit]
+            if len(lines) > limit:
+                shown.append(f"… and {len(lines) - limit} more")
+            return "".join(line + "\n" for line in shown)
+
+        return cut(gone), cut(come)
+
+
+def compare(before: dict[str, ExportedSymbol], after: dict[str, ExportedSymbol]) -> SymversChanges:
+    """Symbols added, removed, and changed (CRC, module, export type or namespace)."""
+    added = [after[name] for name in after if name not in before]
+    removed = [before[name] for name in before if name not in after]
+    changed = [(before[name], after[name]) for name in after
+               if name in before and before[name] != after[name]]
+    return SymversChanges(added, removed, changed)

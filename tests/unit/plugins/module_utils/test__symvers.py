@@ -5,7 +5,7 @@ import gzip
 import pytest
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._symvers import (
-    ExportedSymbol, SymversError, format_symvers, parse_symvers, read_symvers)
+    ExportedSymbol, SymversError, compare, format_symvers, parse_symvers, read_symvers, read_text)
 
 TEXT = ("0x4c9d28b0\tphys_base\tvmlinux\tEXPORT_SYMBOL\t\n"
         "0x039823de\tinit_uts_ns\tvmlinux\tEXPORT_SYMBOL_GPL\t\n"
@@ -42,6 +42,7 @@ def test_read_plain_gzip_and_bad_files(tmp_path):
     packed = tmp_path / "symvers.gz"
     packed.write_bytes(gzip.compress(TEXT.encode()))
     assert read_symvers(str(plain)) == read_symvers(str(packed))
+    assert read_text(str(packed)) == TEXT
     with pytest.raises(SymversError, match="directory"):
         read_symvers(str(tmp_path))
     with pytest.raises(SymversError, match="cannot read"):
@@ -54,3 +55,26 @@ def test_read_plain_gzip_and_bad_files(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(SymversError, match="not ASCII"):
         read_symvers(str(binary))
+
+
+def test_compare_and_diff_summary():
+    before = parse_symvers(TEXT)
+    after = dict(before)
+    del after["phys_base"]
+    after["init_uts_ns"] = ExportedSymbol(0x1, "init_uts_ns", "vmlinux", "EXPORT_SYMBOL_GPL")
+    after["new_one"] = ExportedSymbol(0x2, "new_one", "fs/x", "EXPORT_SYMBOL")
+    changes = compare(before, after)
+    assert changes and changes.counts() == {"added": 1, "removed": 1, "changed": 1}
+    gone, come = changes.diff()
+    assert gone == ("0x039823de\tinit_uts_ns\tvmlinux\tEXPORT_SYMBOL_GPL\t\n"
+                    "0x4c9d28b0\tphys_base\tvmlinux\tEXPORT_SYMBOL\t\n")
+    assert come == ("0x00000001\tinit_uts_ns\tvmlinux\tEXPORT_SYMBOL_GPL\t\n"
+                    "0x00000002\tnew_one\tfs/x\tEXPORT_SYMBOL\t\n")
+    assert not compare(before, dict(before))
+
+
+def test_diff_summary_is_cut():
+    after = {f"s{i}": ExportedSymbol(i, f"s{i}", "vmlinux", "EXPORT_SYMBOL") for i in range(120)}
+    gone, come = compare({}, after).diff(limit=50)
+    assert gone == ""
+    assert come.count("\n") == 51 and come.endswith("… and 70 more\n")
