@@ -577,8 +577,7 @@ class _Operation:
         except Exception as exc:
             raise self.fail(f"symvers: {exc}") from None
         self.notes.extend(symvers_notes)
-        verdict = _preflight.verdict(cand.info, kernel, table, loaded, cand.build_id)
-        verdict["symvers"] = symvers_path
+        verdict = _preflight.verdict(cand.info, kernel, table, loaded, symvers_path)
         res["verdict"] = verdict
         if action == "none":
             res["loaded"] = loaded.as_dict() if loaded else None

@@ -308,14 +308,12 @@ notes:
   elements: str
 """
 
-import importlib.util
 import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-# pyelftools: the module reader (module_utils/_modfile) needs it on the managed host
-HAS_ELFTOOLS = importlib.util.find_spec("elftools") is not None
-
+from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import (
+    ELFTOOLS_IMPORT_ERROR, HAS_ELFTOOLS)
 from ansible_collections.vermagic.kmod.plugins.module_utils._modload import (
     Host, ModloadError, Request, run)
 
@@ -341,7 +339,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     if not HAS_ELFTOOLS:
-        module.fail_json(msg=missing_required_lib("pyelftools"))
+        module.fail_json(msg=missing_required_lib("pyelftools"), exception=ELFTOOLS_IMPORT_ERROR)
     if os.geteuid() != 0 and not module.check_mode:
         module.fail_json(msg="modload loads and unloads kernel modules: it must run as root "
                              "(become: true)")
