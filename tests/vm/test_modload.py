@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.collection import ansible_env
-from tests.support.debian import fetch
 from tests.support.variants import build_hello, build_variant
+from tests.vm.machine import run_ansible
 
 GUEST_DIR = "/root/modules"
 STATE_DIR = "/var/lib/vermagic-kmod"
@@ -44,9 +43,7 @@ def srcversion_of(ko: Path) -> str:
     return read_module(str(ko)).fields["srcversion"]
 
 
-@pytest.fixture(scope="module")
-def kernel():
-    return fetch()
+VM_PROFILE = "headers"  # python3-pyelftools, and the headers' Module.symvers for the preflight
 
 
 @pytest.fixture(scope="module")
@@ -63,21 +60,16 @@ def builds(kernel, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def vm(builds, tmp_path_factory):
-    from tests.vm import VM
-
-    with VM.boot(profile="headers") as machine:
-        stage = tmp_path_factory.mktemp("guest-modules")
-        for name, ko in builds.items():
-            shutil.copy(ko, stage / f"hello-{name}.ko")
-            os.chmod(stage / f"hello-{name}.ko", 0o644)
-        machine.copy_to(stage, GUEST_DIR)
-        machine.ssh(["chmod", "755", GUEST_DIR], check=True)
-        machine.first_boot_id = machine.boot_id()
-        say(f"guest up ({machine.accel}, {machine.boot_seconds} s), boot id "
-            f"{machine.first_boot_id}")
-        yield machine
-        assert machine.boot_id() == machine.first_boot_id, "the guest rebooted"
+def staged(vm, builds, tmp_path_factory):
+    """The builds in the guest as /root/modules/hello-<name>.ko (root's, 0644, in a 0755 dir)."""
+    stage = tmp_path_factory.mktemp("guest-modules")
+    for name, ko in builds.items():
+        shutil.copy(ko, stage / f"hello-{name}.ko")
+        os.chmod(stage / f"hello-{name}.ko", 0o644)
+    vm.copy_to(stage, GUEST_DIR)
+    vm.ssh(["chmod", "755", GUEST_DIR], check=True)
+    say(f"guest {vm.name} up ({vm.accel}, {vm.boot_seconds} s), boot id {vm.first_boot_id}")
+    return builds
 
 
 class Ansible:
@@ -106,8 +98,7 @@ class Ansible:
         if diff:
             argv.append("--diff")
         start = time.monotonic()
-        proc = subprocess.run(argv, env=ansible_env(ANSIBLE_CALLBACK_RESULT_FORMAT="json"),
-                              capture_output=True, text=True, timeout=600, check=False)
+        proc = run_ansible(argv, ansible_env(ANSIBLE_CALLBACK_RESULT_FORMAT="json"), timeout=600)
         marker = proc.stdout.rfind(f"ok: [{self.vm.name}] => ")
         if proc.returncode != 0 or marker < 0:
             raise AssertionError(f"ansible-playbook failed ({proc.returncode}):\n"
@@ -123,7 +114,7 @@ class Ansible:
 
 
 @pytest.fixture(scope="module")
-def modload(vm, tmp_path_factory):
+def modload(vm, staged, tmp_path_factory):
     return Ansible(vm, tmp_path_factory.mktemp("ansible"))
 
 
@@ -153,8 +144,8 @@ def ensure(modload, vm, ko: str, srcversion: str) -> None:
     assert loaded_srcversion(vm) == srcversion
 
 
-def test_insert_then_unchanged(vm, modload, builds):
-    v1 = srcversion_of(builds["v1"])
+def test_insert_then_unchanged(vm, modload, staged):
+    v1 = srcversion_of(staged["v1"])
     assert proc_line(vm) is None
     args = {"path": f"{GUEST_DIR}/hello-v1.ko", "params": {"greeting": "hi", "repeat": 2}}
     would = modload(args, check=True)
@@ -184,8 +175,8 @@ def test_insert_then_unchanged(vm, modload, builds):
     assert again["kernel_log"] == [] and proc_line(vm) is not None
 
 
-def test_replace_v1_with_v2(vm, modload, builds):
-    v1, v2 = srcversion_of(builds["v1"]), srcversion_of(builds["v2"])
+def test_replace_v1_with_v2(vm, modload, staged):
+    v1, v2 = srcversion_of(staged["v1"]), srcversion_of(staged["v2"])
     assert v1 != v2
     ensure(modload, vm, "v1", v1)
     before = proc_line(vm)
@@ -208,8 +199,8 @@ def test_replace_v1_with_v2(vm, modload, builds):
     ("d", "disagrees about version of symbol _printk"),
     ("e", "version magic"),
 ])
-def test_preflight_refuses_before_any_insmod(vm, modload, builds, variant, problem):
-    v2 = srcversion_of(builds["v2"])
+def test_preflight_refuses_before_any_insmod(vm, modload, staged, variant, problem):
+    v2 = srcversion_of(staged["v2"])
     ensure(modload, vm, "v2", v2)
     before = proc_line(vm)
     dmesg_before = guest(vm, "dmesg").splitlines()
@@ -224,8 +215,8 @@ def test_preflight_refuses_before_any_insmod(vm, modload, builds, variant, probl
     assert guest(vm, "dmesg").splitlines()[len(dmesg_before):] == []
 
 
-def test_forced_past_preflight_the_kernel_refuses_and_v2_comes_back(vm, modload, builds):
-    v2 = srcversion_of(builds["v2"])
+def test_forced_past_preflight_the_kernel_refuses_and_v2_comes_back(vm, modload, staged):
+    v2 = srcversion_of(staged["v2"])
     ensure(modload, vm, "v2", v2)
     res = modload({"path": f"{GUEST_DIR}/hello-d.ko", "replace": True, "force": ["preflight"]})
     assert res["failed"] and res["action"] == "rolled_back"
@@ -238,7 +229,7 @@ def test_forced_past_preflight_the_kernel_refuses_and_v2_comes_back(vm, modload,
     assert "F" not in res["taint_after"]["flags"]  # preflight forcing never forces the kernel
 
 
-def test_release_word_may_differ(vm, modload, builds):
+def test_release_word_may_differ(vm, modload, staged):
     """Variant c: right CRCs, another release word: the kernel loads it, preflight agrees."""
     res = modload({"path": f"{GUEST_DIR}/hello-c.ko", "replace": True})
     assert not res.get("failed"), res.get("msg")
@@ -268,8 +259,8 @@ def test_absent_unloads(vm, modload):
     assert again["action"] == "none" and again["changed"] is False
 
 
-def test_persistent_then_removed(vm, modload, builds, kernel):
-    v2 = srcversion_of(builds["v2"])
+def test_persistent_then_removed(vm, modload, staged, kernel):
+    v2 = srcversion_of(staged["v2"])
     release = kernel.release
     args = {"path": f"{GUEST_DIR}/hello-v2.ko", "params": {"greeting": "boot"},
             "persistent": True}
