@@ -581,6 +581,7 @@ class _Operation:
         res["verdict"] = verdict
         if action == "none":
             res["loaded"] = loaded.as_dict() if loaded else None
+            res["taint_before"] = res["taint_after"] = read_taint(host.tainted)
             if req.persistent:
                 self.persistence(name, cand, present=True)
             return

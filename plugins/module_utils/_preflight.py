@@ -11,11 +11,10 @@ only matters for a real load, and what ``force`` changes in the kernel's checks.
 
 from __future__ import annotations
 
-import gzip
 import re
 from typing import Any, Iterable
 
-from ._symvers import ExportedSymbol, SymversError, parse_line, parse_symvers
+from ._symvers import ExportedSymbol, SymversError, parse_line, parse_symvers, read_text
 from ._vermagic import same_magic
 
 # What each ``force`` value makes the kernel skip, as problem codes of the verdict.
@@ -34,35 +33,23 @@ def lookup_symbols(path: str, names: Iterable[str]) -> dict[str, ExportedSymbol]
     """The lines of ``names`` in the Module.symvers at ``path`` (plain or gzip), found by search
     rather than by parsing all ~25,000 lines: a module imports a handful of symbols."""
     names = set(names)
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except IsADirectoryError:
-        raise SymversError(f"{path} is a directory, not a Module.symvers file") from None
-    except OSError as exc:
-        raise SymversError(f"cannot read {path}: {exc.strerror}") from None
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise SymversError(f"{path} looks gzip-compressed but does not decompress: {exc}") from None
-    if data and not re.match(rb"0x[0-9a-fA-F]+\s", data):
+    text = read_text(path)
+    if text and not re.match(r"0x[0-9a-fA-F]+\s", text):
         raise SymversError(f"{path} is not a Module.symvers file (it does not start with a CRC)")
-    if b"\t" not in data[:200]:  # an old, space-separated file: parse it all
-        return {name: symbol for name, symbol in parse_symvers(data.decode("ascii", "replace"),
-                                                               path).items() if name in names}
+    if "\t" not in text[:200]:  # an old, space-separated file: parse it all
+        return {name: symbol for name, symbol in parse_symvers(text, path).items()
+                if name in names}
     table: dict[str, ExportedSymbol] = {}
     for name in names:
-        needle = b"\t" + name.encode() + b"\t"
-        at = data.find(needle)
+        needle = f"\t{name}\t"
+        at = text.find(needle)
         while at >= 0:  # the last line of a name wins, as in a full parse
-            start = data.rfind(b"\n", 0, at) + 1
-            end = data.find(b"\n", at)
-            line = data[start:end if end >= 0 else len(data)].decode("ascii", "replace")
-            symbol = parse_line(line, path)
+            start = text.rfind("\n", 0, at) + 1
+            end = text.find("\n", at)
+            symbol = parse_line(text[start:end if end >= 0 else len(text)], path)
             if symbol.name == name:
                 table[name] = symbol
-            at = data.find(needle, at + 1)
+            at = text.find(needle, at + 1)
     return table
 
 

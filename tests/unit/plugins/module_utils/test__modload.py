@@ -180,6 +180,7 @@ def test_insert_then_nothing_to_do(fk, host, files):
 
     again = run(Request(path=v1, params="greeting=hi repeat=0x2"), host)
     assert again["action"] == "none" and not again["changed"]
+    assert again["taint_before"] == again["taint_after"] == {"value": 0, "flags": "", "reasons": []}
     assert "already_loaded" in [w["code"] for w in again["verdict"]["warnings"]]
     assert len(fk.kernel_calls()) == 1
 
