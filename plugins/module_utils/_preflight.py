@@ -15,6 +15,7 @@ import re
 from typing import Any, Iterable
 
 from ._symvers import ExportedSymbol, SymversError, parse_line, parse_symvers, read_text
+from ._verdict import verdict as modinfo_verdict
 from ._vermagic import same_magic
 
 # What each ``force`` value makes the kernel skip, as problem codes of the verdict.
@@ -92,8 +93,6 @@ def verdict(module: Any, kernel: dict, symvers: dict[str, ExportedSymbol] | None
             loaded: Any = None, symvers_path: str | None = None) -> dict:
     """The modinfo verdict (``_verdict.verdict``) of ``module`` against the running kernel, plus
     what only matters when loading for real: a kernel without CONFIG_MODULES loads nothing."""
-    from ._verdict import verdict as modinfo_verdict
-
     result = modinfo_verdict(module, kernel, symvers, loaded.as_dict() if loaded else None,
                              symvers_path)
     options = (kernel.get("config") or {}).get("options") or {}

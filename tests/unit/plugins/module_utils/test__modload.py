@@ -408,8 +408,9 @@ def test_bad_requests(host, request_kw, words):
 
 
 def test_bad_files_and_names(fk, host, files, tmp_path):
-    with pytest.raises(ModloadError, match="not a kernel module"):
+    with pytest.raises(ModloadError, match="not a kernel module") as info:
         run(Request(path=files("junk.ko", b"\x7fELF\x02\x01\x01" + b"\0" * 100)), host)
+    assert info.value.result["action"] == "none" and info.value.result["loaded"] is None
     with pytest.raises(ModloadError, match="is the module hello, not other"):
         run(Request(path=files("v1.ko", hello("1")), name="other"), host)
     with pytest.raises(ModloadError, match="has no parameter colour.*greeting \\(charp\\)"):
@@ -423,6 +424,8 @@ def test_bad_files_and_names(fk, host, files, tmp_path):
     assert fk.calls == []
     res = run(Request(path=str(unsafe / "hello.ko"), allow_unsafe_path=True), host)
     assert res["action"] == "inserted"
+    # unloading by that file only needs its name: nothing is loaded from it
+    assert run(Request(path=str(unsafe / "hello.ko"), state="absent"), host)["action"] == "removed"
 
 
 def test_concurrent_runs_wait_for_the_lock(fk, host, files):
