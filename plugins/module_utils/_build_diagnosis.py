@@ -60,7 +60,7 @@ _CMD_NOT_FOUND = re.compile(
     r"(?:/bin/sh: \d+: |sh: |make(?:\[\d+\])?: )?(\S*(?:gcc|cc|clang|ld|as)\S*)"
     r"(?:: not found|: Command not found|: No such file or directory)$")
 _SYMVERS_MISSING = re.compile(
-    r"WARNING: (?:Module\.symvers is missing|Symbol version dump \S*Module\.symvers\s+is missing"
+    r"WARNING: (?:Module\.symvers is missing|Symbol version dump \S*Module\.symvers"
     r"|modpost: Symbol info of vmlinux is missing)")
 _UNDEFINED = re.compile(r'(WARNING|ERROR): (?:modpost: )?"([^"]+)" \[([^\]]+)\] undefined!')
 _COMPILE_ERROR = re.compile(r"^(\S+?):(\d+):(?:(\d+):)? (?:fatal )?error: (.*)$")

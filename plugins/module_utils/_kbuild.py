@@ -17,10 +17,11 @@
 * ``modules_prepare`` is preceded by ``make olddefconfig`` when the configuration needs it
   (no ``include/config/auto.conf``, ``.config`` newer than it, or ``make -s listnewconfig``
   not empty). make never reads a terminal: stdin is ``/dev/null``.
-* One lock per tree and one per module source: ``modules_prepare`` holds the tree's lock
-  exclusively, an ``M=`` build holds its source's lock exclusively and the tree's shared, so
-  builds of different modules against one tree run side by side, and never while the tree is
-  being prepared.
+* One lock per tree and one per module source (``_lock.tree_lock``, the lock file outside the
+  directory, the same one ``kernel_release`` takes): ``modules_prepare`` holds the tree's lock
+  exclusively; an ``M=`` build holds its source's lock exclusively and the tree's shared, so
+  builds of different modules against one tree run side by side, never while the tree is being
+  prepared or its release edited, and two builds of one source never overlap.
 * make's output goes to a log file (its path is in the result and in every error); failures
   and warnings are explained from it (``_build_diagnosis``).
 """
@@ -48,10 +49,10 @@ from ansible_collections.vermagic.kmod.plugins.module_utils._build_diagnosis imp
     tail,
 )
 from ansible_collections.vermagic.kmod.plugins.module_utils._files import write_atomic
-from ansible_collections.vermagic.kmod.plugins.module_utils._lock import exclusive_lock, shared_lock
+from ansible_collections.vermagic.kmod.plugins.module_utils._kconfig import parse_config
+from ansible_collections.vermagic.kmod.plugins.module_utils._lock import tree_lock
 
 LOG_NAME = ".vermagic-kmod.log"
-LOCK_NAME = ".vermagic-kmod.lock"
 SRC_FINGERPRINT = ".vermagic-kmod.fingerprint"
 TREE_FINGERPRINT = ".vermagic-kmod.prepare.fingerprint"
 
@@ -147,23 +148,6 @@ class Tree:
         if not self.config:
             return None
         return self.config.get("MODVERSIONS") == "y"
-
-
-def parse_config(text: str) -> dict[str, str | None]:
-    """``CONFIG_X=value`` lines by name without ``CONFIG_`` (quotes removed; None: not set)."""
-    options: dict[str, str | None] = {}
-    for line in text.splitlines():
-        match = re.match(r"CONFIG_(\w+)=(.*)$", line)
-        if match:
-            value = match.group(2)
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-            options[match.group(1)] = value
-            continue
-        match = re.match(r"# CONFIG_(\w+) is not set$", line)
-        if match:
-            options[match.group(1)] = None
-    return options
 
 
 def _read_text(path: str) -> str | None:
@@ -459,8 +443,7 @@ def compute_fingerprint(request: Request, tree: Tree, compiler: Compiler,
         if request.config:
             components["config_source"] = fp.hash_file(request.config)
             notes["config_source"] = request.config
-    else:
-        assert request.src is not None
+    elif request.src is not None:
         files = fp.source_files(request.src)
         components["sources"] = fp.digest_of_files(files)
         components["release"] = fp.hash_text(*(
@@ -478,19 +461,10 @@ def make_plan(request: Request, *, which: Callable[[str], str | None] = shutil.w
               probe: Probe = probe_version) -> Plan:
     """Everything decided without writing anything: compiler, fingerprint, whether to build."""
     tree_dir = request.kernel_dir
-    check_tree(request)
+    check_paths(request)
     tree = read_tree(tree_dir)
     findings: list[Finding] = []
     if request.src:
-        if not os.path.isdir(request.src):
-            raise KbuildError(f"src {request.src} does not exist or is not a directory: give the "
-                              "directory that holds the module's Kbuild or Makefile")
-        if not any(os.path.isfile(os.path.join(request.src, n)) for n in ("Kbuild", "Makefile")):
-            raise KbuildError(
-                f"{request.src} has neither a Kbuild nor a Makefile: kbuild needs one that sets "
-                "obj-m (e.g. 'obj-m := hello.o')",
-                diagnosis=[Finding("no_kbuild_file", ERROR, f"{request.src} has no Kbuild/Makefile",
-                                   "add a Kbuild file with obj-m, or point src at its directory")])
         if tree.prepared_missing:
             missing = ", ".join(tree.prepared_missing)
             raise KbuildError(
@@ -540,7 +514,8 @@ def make_plan(request: Request, *, which: Callable[[str], str | None] = shutil.w
                 os.path.join(home, LOG_NAME))
 
 
-def check_tree(request: Request) -> None:
+def check_paths(request: Request) -> None:
+    """The tree (and src) exist and look like what kbuild needs."""
     tree = request.kernel_dir
     if not os.path.isdir(tree):
         dangling = os.path.islink(tree)
@@ -556,17 +531,21 @@ def check_tree(request: Request) -> None:
             "source tree has one at the top)",
             diagnosis=[Finding("not_a_tree", ERROR, f"{tree} has no Makefile",
                                "give the top directory of a kernel tree as kernel_dir")])
+    src = request.src
+    if src is None:
+        return
+    if not os.path.isdir(src):
+        raise KbuildError(f"src {src} does not exist or is not a directory: give the directory "
+                          "that holds the module's Kbuild or Makefile")
+    if not any(os.path.isfile(os.path.join(src, n)) for n in ("Kbuild", "Makefile")):
+        raise KbuildError(
+            f"{src} has neither a Kbuild nor a Makefile: kbuild needs one that sets obj-m "
+            "(e.g. 'obj-m := hello.o')",
+            diagnosis=[Finding("no_kbuild_file", ERROR, f"{src} has no Kbuild/Makefile",
+                               "add a Kbuild file with obj-m, or point src at its directory")])
 
 
 # ----------------------------------------------------------------------------- running
-
-def lock_path(directory: str) -> str:
-    """The lock file of a tree or module source; in the temp dir if the directory is read-only."""
-    if os.access(directory, os.W_OK):
-        return os.path.join(directory, LOCK_NAME)
-    tag = fp.hash_text(os.path.realpath(directory))[:16]
-    return os.path.join(tempfile.gettempdir(), f"vermagic-kmod-{tag}.lock")
-
 
 def snapshot(paths: list[str]) -> dict[str, tuple[int, int, int]]:
     found = {}
@@ -669,9 +648,11 @@ def config_needs_update(tree: str, runner: Runner, listnewconfig: list[str]) -> 
         return ".config is newer than include/config/auto.conf"
     if knows_target(tree, "listnewconfig"):
         status, out = runner.capture(listnewconfig, tree)
-        if status == 0 and out.strip():
-            count = len(out.strip().splitlines())
-            return f"make listnewconfig lists {count} option(s) the .config does not set"
+        new = [line for line in out.splitlines() if line.startswith("CONFIG_")]
+        if status != 0:
+            return "make listnewconfig failed (see the log)"
+        if new:
+            return f"make listnewconfig lists {len(new)} option(s) the .config does not set"
     return None
 
 
@@ -682,7 +663,7 @@ def build(request: Request, *, check_mode: bool = False,
     """Run (or in check mode, predict) the build; return the module's result dict."""
     start = time.monotonic()
     request = validate(request)
-    check_tree(request)
+    check_paths(request)
     if check_mode:
         plan = make_plan(request, which=which, probe=probe)
         return _result(plan, changed=not plan.skip, skipped=plan.skip, reader=reader, start=start,
@@ -690,11 +671,11 @@ def build(request: Request, *, check_mode: bool = False,
                        findings=plan.findings + _stored_findings(plan) if plan.skip
                        else plan.findings)
     with ExitStack() as locks:
-        if request.src:
-            locks.enter_context(exclusive_lock(lock_path(request.src), request.lock_timeout))
-            locks.enter_context(shared_lock(lock_path(request.kernel_dir), request.lock_timeout))
+        if request.src:  # always the source's lock first, then the tree's: no deadlock
+            locks.enter_context(tree_lock(request.src, request.lock_timeout))
+            locks.enter_context(tree_lock(request.kernel_dir, request.lock_timeout, shared=True))
         else:
-            locks.enter_context(exclusive_lock(lock_path(request.kernel_dir), request.lock_timeout))
+            locks.enter_context(tree_lock(request.kernel_dir, request.lock_timeout))
         plan = make_plan(request, which=which, probe=probe)
         if plan.skip:
             return _result(plan, changed=False, skipped=True, reader=reader, start=start,
@@ -719,14 +700,29 @@ def _predicted_commands(plan: Plan) -> list[list[str]]:
     auto = os.path.join(tree, "include", "config", "auto.conf")
     config = os.path.join(tree, ".config")
     stale = (not os.path.exists(auto) or not os.path.exists(config)
-             or os.stat(config).st_mtime_ns > os.stat(auto).st_mtime_ns
-             or (request.config is not None and _read_bytes(request.config) != _read_bytes(config)
-                 and bool({"config", "config_source"} & _changed(plan))))
-    if request.src is None and _needs_config(request) and stale:
+             or os.stat(config).st_mtime_ns > os.stat(auto).st_mtime_ns)
+    if request.src is None and _needs_config(request) and (stale or _config_to_copy(plan)):
         commands.append(make_argv(plan.make, request, plan.compiler, [_olddefconfig(request)],
                                   jobs=False))
     commands.append(make_argv(plan.make, request, plan.compiler, request.targets or []))
     return commands
+
+
+def _config_to_copy(plan: Plan) -> bool:
+    """Whether the ``config`` file goes to the tree's .config: when the tree has none, when it
+    was never applied (no fingerprint) and differs, or when the file changed since. A .config
+    changed in the tree since (kernel_release neutralising CONFIG_LOCALVERSION, a person) is
+    kept: olddefconfig completes it, and the next run is skipped, not a tug of war."""
+    request = plan.request
+    if not request.config:
+        return False
+    current = _read_bytes(os.path.join(request.kernel_dir, ".config"))
+    wanted = _read_bytes(request.config)
+    if current is None:
+        return True
+    if current == wanted:
+        return False
+    return plan.old is None or "config_source" in _changed(plan)
 
 
 def _needs_config(request: Request) -> bool:
@@ -748,15 +744,14 @@ def _run(plan: Plan, *, reader: Callable[[str], dict[str, Any]] | None,
     if request.src:
         watched = built_modules(request.src)
     else:
-        watched = [os.path.join(tree, rel) for alternatives, _ in PREPARED_FILES
+        watched = [os.path.join(tree, rel) for alternatives, _required in PREPARED_FILES
                    for rel in alternatives] + [os.path.join(tree, ".config")]
     before = snapshot(watched)
     olddefconfig_reason = None
     if request.src is None and _needs_config(request):
         config_path = os.path.join(tree, ".config")
-        if request.config and _read_bytes(request.config) != _read_bytes(config_path) and (
-                plan.old is None or "config_source" in _changed(plan) or "config" in _changed(plan)):
-            write_atomic(config_path, _read_bytes(request.config) or b"")
+        if _config_to_copy(plan):
+            write_atomic(config_path, _read_bytes(request.config or "") or b"")
         olddefconfig = _olddefconfig(request)
         listnewconfig = make_argv(plan.make, request, plan.compiler, ["-s", "listnewconfig"],
                                   jobs=False)
@@ -780,9 +775,10 @@ def _run(plan: Plan, *, reader: Callable[[str], dict[str, Any]] | None,
             findings.append(Finding(
                 "no_modules", WARNING, f"make succeeded but produced no .ko file in {request.src}",
                 "check that the module's Kbuild/Makefile sets obj-m (e.g. 'obj-m := hello.o')"))
+        changed = snapshot(outputs) != before
     else:
         outputs = prepared_outputs(tree) + [os.path.join(tree, ".config")]
-    changed = snapshot(outputs) != before
+        changed = snapshot(watched) != before
     if plan.fingerprint_path and plan.fingerprint is not None:
         new = plan.fingerprint
         if plan.kind == "prepare":  # olddefconfig may have rewritten .config: record the result

@@ -87,7 +87,11 @@ def tree_lock_path(tree: str) -> str:
 
 
 @contextmanager
-def tree_lock(tree: str, timeout: float = 600.0) -> Iterator[None]:
-    """Hold the lock of a kernel tree: every module that writes into a tree takes this one."""
-    with exclusive_lock(tree_lock_path(tree), timeout=timeout):
+def tree_lock(tree: str, timeout: float = 600.0, shared: bool = False) -> Iterator[None]:
+    """Hold the lock of a kernel tree: every module that writes into a tree takes this one.
+
+    ``shared``: for runs that only read the tree (an ``M=`` build against it), so that several
+    can hold it at once while none of the writers can.
+    """
+    with _flock(tree_lock_path(tree), exclusive=not shared, timeout=timeout, poll=0.2):
         yield

@@ -36,10 +36,13 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any, Callable
 
+from . import _kernel_facts, _persist, _preflight
 from . import _modparams as mp
-from . import _persist, _preflight
+from ._decompress import DecompressError, compression_of, decompress
+from ._files import write_atomic
 from ._kmsg import KernelLog
 from ._lock import LockTimeout, exclusive_lock
+from ._modfile import ModuleFileError, read_module_bytes
 from ._safepath import untrusted_reasons
 from ._sysfs import LoadedModule, build_id_from_notes, module_name, read_loaded
 from ._taint import read_taint
@@ -75,8 +78,6 @@ class Request:
 
 
 def _default_facts() -> dict:
-    from . import _kernel_facts
-
     facts, _warnings = _kernel_facts.gather("/")
     return facts
 
@@ -159,9 +160,6 @@ def elf_build_id(data: bytes) -> str | None:
 
 
 def read_candidate(path: str, data: bytes | None = None) -> Candidate:
-    from ._decompress import DecompressError, compression_of, decompress
-    from ._modfile import ModuleFileError, read_module_bytes
-
     if data is None:
         try:
             with open(path, "rb") as handle:
@@ -216,7 +214,7 @@ class _Operation:
     def candidate(self) -> Candidate | None:
         req = self.req
         if req.path:
-            if not req.allow_unsafe_path:
+            if not req.allow_unsafe_path and req.state == "present":
                 reasons = untrusted_reasons(req.path, self.host.lstat)
                 if reasons:
                     raise self.fail(
@@ -224,7 +222,7 @@ class _Operation:
                         f"it, and loading it would hand them the kernel: {'; '.join(reasons)}. "
                         "Move it under a root-owned directory (e.g. /usr/local/lib/modules) and "
                         "make it root:root 0644, or set allow_unsafe_path: true")
-            cand = read_candidate(req.path)
+            cand = self.read(req.path)
             if req.name and module_name(req.name) != cand.name:
                 raise self.fail(f"{req.path} is the module {cand.name}, not {req.name}: leave name "
                                 "out, or give the right file")
@@ -238,7 +236,13 @@ class _Operation:
             reasons = untrusted_reasons(path, self.host.lstat)
             if reasons:
                 raise self.fail(f"refusing to load {path} (found for {req.name}): {'; '.join(reasons)}")
-        return read_candidate(path)
+        return self.read(path)
+
+    def read(self, path: str) -> Candidate:
+        try:
+            return read_candidate(path)
+        except ModloadError as exc:
+            raise self.fail(exc.msg) from None
 
     def resolve_name(self, name: str) -> str | None:
         """The file ``modprobe <name>`` would load, or None for a built-in module."""
@@ -320,15 +324,11 @@ class _Operation:
         key = cand.srcversion or "nosrcversion"
         tail = (cand.build_id or cand.sha256)[:16]
         path = os.path.join(directory, f"{key}-{tail}.ko")
-        from ._files import write_atomic
-
         write_atomic(path, cand.data, 0o600)
         os.utime(path)
         return path
 
     def write_record(self, cand: Candidate, stashed: str, pairs: list) -> None:
-        from ._files import write_atomic
-
         record = {"srcversion": cand.srcversion, "build_id": cand.build_id, "file": stashed,
                   "sha256": cand.sha256, "params": [list(p) for p in pairs],
                   "source": cand.path}
@@ -394,7 +394,7 @@ class _Operation:
 
     def rollback_params(self, loaded: LoadedModule, record: dict | None) -> list:
         if record is not None:
-            return [(n, v) for n, v in record.get("params", [])]
+            return [tuple(pair) for pair in record.get("params", [])]
         pairs = []
         for pname, value in sorted(loaded.params.items()):
             if value is None or value == "(null)" or '"' in value or "\n" in value:
@@ -519,8 +519,8 @@ class _Operation:
         if cand is None:  # built into the kernel
             name = module_name(req.name or "")
             loaded = self.loaded_now(name)
-            res["loaded"] = res["previous"] = loaded.as_dict() if loaded else {"name": name,
-                                                                                 "state": "builtin"}
+            shown = loaded.as_dict() if loaded else {"name": name, "state": "builtin"}
+            res["loaded"] = res["previous"] = shown
             if pairs:
                 raise self.fail(f"{name} is built into kernel {host.release}: its parameters are "
                                 f"set on the kernel command line ({name}.<param>=…), not here")
@@ -572,15 +572,16 @@ class _Operation:
         except Exception as exc:  # the facts module's errors say what is wrong
             raise self.fail(f"the running kernel's facts cannot be gathered: {exc}") from None
         try:
-            table, symvers_path, symvers_notes = _preflight.load_symvers(kernel, req.symvers)
+            table, symvers_path, symvers_notes = _preflight.load_symvers(
+                kernel, _preflight.wanted_symbols(cand.info), req.symvers)
         except Exception as exc:
             raise self.fail(f"symvers: {exc}") from None
         self.notes.extend(symvers_notes)
-        verdict = _preflight.verdict(cand.info, kernel, table, loaded, cand.build_id)
-        verdict["symvers"] = symvers_path
+        verdict = _preflight.verdict(cand.info, kernel, table, loaded, symvers_path)
         res["verdict"] = verdict
         if action == "none":
             res["loaded"] = loaded.as_dict() if loaded else None
+            res["taint_before"] = res["taint_after"] = read_taint(host.tainted)
             if req.persistent:
                 self.persistence(name, cand, present=True)
             return

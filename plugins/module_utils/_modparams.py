@@ -152,7 +152,7 @@ def to_line(pairs: list[tuple[str, str | None]]) -> str:
 
 
 def as_dict(pairs: list[tuple[str, str | None]]) -> dict[str, str | None]:
-    return {name: value for name, value in pairs}
+    return dict(pairs)
 
 
 def kstrtobool(text: str) -> bool | None:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: kbuild
-short_description: Run kbuild: prepare a kernel tree, or build an external module against one
+short_description: Run kbuild to prepare a kernel tree or build an external module against one
 version_added: 0.1.0
 description:
   - Without O(src), runs a target on the kernel tree itself, by default C(make modules_prepare),
     preceded by C(make olddefconfig) when the configuration needs it (no
     C(include/config/auto.conf) yet, C(.config) newer than it, or C(make -s listnewconfig) not
-    empty). make never waits for an answer: its standard input is C(/dev/null).
+    empty). make never waits for an answer, its standard input is C(/dev/null).
   - With O(src), builds the external module in that directory, C(make -C <kernel_dir> M=<src>
     modules), and returns each C(.ko) with its vermagic and srcversion.
   - The compiler defaults to the one the tree's C(CONFIG_CC_VERSION_TEXT) names (C(gcc-12) for
@@ -35,11 +35,11 @@ description:
   - Build products of one O(src) are shared by every kernel it is built for; build a copy of the
     source per kernel when several kernels are involved.
 author:
-  - vermagic.kmod contributors
+  - vermagic.kmod contributors (!UNKNOWN)
 options:
   kernel_dir:
     description:
-      - The kernel tree: a headers directory (C(/lib/modules/<release>/build)) or a kernel source
+      - The kernel tree, a headers directory (C(/lib/modules/<release>/build)) or a kernel source
         tree.
     type: path
     required: true
@@ -81,10 +81,12 @@ options:
     type: str
   config:
     description:
-      - Without O(src) only. A kernel configuration (for example C(/boot/config-<release>)) to
-        use as the tree's C(.config). It is copied in when the tree has none or when it or the
-        tree's C(.config) changed since the last run, then C(make olddefconfig) completes it.
-        Giving it every time keeps the task idempotent even though C(olddefconfig) rewrites
+      - Without O(src) only. A kernel configuration (for example C(/boot/config-<release>)) for
+        the tree. It is copied to the tree's C(.config) when the tree has none, on the first run
+        when they differ, and whenever the file itself changes; then C(make olddefconfig)
+        completes it. A C(.config) changed in the tree since (for example by
+        M(vermagic.kmod.kernel_release), which neutralises C(CONFIG_LOCALVERSION)) is kept.
+      - Giving it on every run keeps the task idempotent although C(olddefconfig) rewrites
         C(.config).
     type: path
   force:
@@ -114,7 +116,7 @@ attributes:
 notes:
   - Needs C(make) and a compiler on the host, and pyelftools to read the built modules.
   - Debian's C(/boot/config-*) lacks C(CONFIG_BUILD_SALT); it only ends up in the module's
-    C(.note.Linux) ELF note (and so its build id), not in C(.modinfo) or C(__versions): the
+    C(.note.Linux) ELF note (and so its build id), not in C(.modinfo) or C(__versions), and the
     kernel loads the module either way.
 requirements:
   - make
@@ -187,6 +189,9 @@ modules:
       description: The module's srcversion, or null when it has none.
       type: str
       sample: 2FD745A78D58AACA6E5DDDE
+    error:
+      description: Why the module file could not be read (only present then).
+      type: str
   sample:
     - path: /usr/local/src/hello/hello.ko
       name: hello

@@ -35,7 +35,7 @@ description:
   - Never reboots, never forces an unload. Concurrent runs on a host wait for each other (an
     exclusive lock on C(/run/vermagic-kmod/modload.lock)).
 author:
-  - vermagic.kmod contributors
+  - vermagic.kmod contributors (!UNKNOWN)
 requirements:
   - kmod (C(insmod), C(rmmod), C(modprobe), C(modinfo), C(depmod)) on the managed host
   - pyelftools on the managed host (Debian - C(python3-pyelftools))
@@ -283,9 +283,24 @@ rollback:
   returned: when replacing
   type: dict
 persistence:
-  description: With O(persistent) - C(changed), C(files) (each C(path) and C(action)), C(skipped) (files not ours, left alone) and whether C(depmod) ran.
+  description: What O(persistent) did (or would do) to the persistence files.
   returned: when O(persistent=true)
   type: dict
+  contains:
+    changed:
+      description: Whether any persistence file was (or would be) written or removed.
+      type: bool
+    files:
+      description: Each file considered - C(path) and C(action) (C(create), C(update), C(remove), C(none)).
+      type: list
+      elements: dict
+    skipped:
+      description: Files of those paths not made by this collection, left alone, with the reason.
+      type: list
+      elements: str
+    depmod:
+      description: Whether C(depmod -a <release>) ran (or would run) because the module file changed.
+      type: bool
 notes:
   description: Things worth knowing that are not failures (parameters that cannot be read back, an unreadable kernel log).
   returned: when there are some
@@ -294,19 +309,11 @@ notes:
 """
 
 import os
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-try:
-    import elftools  # noqa: F401  (pyelftools: the module reader needs it)
-except ImportError:
-    HAS_ELFTOOLS = False
-    ELFTOOLS_ERROR = traceback.format_exc()
-else:
-    HAS_ELFTOOLS = True
-    ELFTOOLS_ERROR = None
-
+from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import (
+    ELFTOOLS_IMPORT_ERROR, HAS_ELFTOOLS)
 from ansible_collections.vermagic.kmod.plugins.module_utils._modload import (
     Host, ModloadError, Request, run)
 
@@ -332,7 +339,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     if not HAS_ELFTOOLS:
-        module.fail_json(msg=missing_required_lib("pyelftools"), exception=ELFTOOLS_ERROR)
+        module.fail_json(msg=missing_required_lib("pyelftools"), exception=ELFTOOLS_IMPORT_ERROR)
     if os.geteuid() != 0 and not module.check_mode:
         module.fail_json(msg="modload loads and unloads kernel modules: it must run as root "
                              "(become: true)")

@@ -20,28 +20,12 @@ import pytest
 from ansible_collections.vermagic.kmod.plugins.modules.kernel_release import main
 from tests.support import release_trees as trees
 from tests.support import source_tree
-from tests.support.debian import DebianKernel, fetch
+from tests.support.debian import DebianKernel
 from tests.support.module_runner import run_module
 
 GENERATED = ("include/config/kernel.release", "include/generated/utsrelease.h",
              "include/generated/uapi/linux/version.h")
 JOBS = str(min(os.cpu_count() or 1, 4))
-
-
-@pytest.fixture(scope="session")
-def kernel() -> DebianKernel:
-    return fetch()
-
-
-@pytest.fixture(scope="session")
-def pristine(kernel: DebianKernel, tmp_path_factory) -> Path:
-    """The source tarball unpacked once per session (keyed by the tarball)."""
-    tarball = kernel.source_tarball()
-    top = source_tree.unpack(tarball, tmp_path_factory.mktemp(f"source-{source_tree.tarball_key(tarball)}"))
-    yield top
-    written = source_tree.modified(top)
-    shutil.rmtree(top.parent)  # 1.5 GB: not left behind for pytest's last-three-runs retention
-    assert written == [], "a copy wrote into the pristine tree through a hard link"
 
 
 @pytest.fixture()

@@ -51,3 +51,19 @@ def modified(pristine: Path) -> list[str]:
     found = subprocess.run(["find", str(pristine), "-type", "f", "-newer", str(stamp)],
                            capture_output=True, text=True, check=True).stdout.split()
     return [os.path.relpath(path, pristine) for path in found]
+
+
+_SESSION: dict[str, Path] = {}
+
+
+def session_pristine(tarball: Path, mktemp) -> Path:
+    """One pristine tree per tarball for the whole test session, shared by every test module.
+
+    ``mktemp`` is pytest's ``tmp_path_factory.mktemp``; clone the result before changing it.
+    """
+    key = tarball_key(tarball)
+    top = _SESSION.get(key)
+    if top is None or not top.exists():
+        top = unpack(tarball, mktemp(f"source-{key}"))
+        _SESSION[key] = top
+    return top

@@ -3,6 +3,7 @@
     python3 -m tests.vm up [--name NAME] [--release R] [--profile base|build|headers] [--json]
     python3 -m tests.vm ssh [--name NAME] [-- COMMAND ...]
     python3 -m tests.vm inventory [--name NAME]      # prints the ansible inventory's path
+    python3 -m tests.vm info [--name NAME]           # its details as JSON
     python3 -m tests.vm status                       # the VMs started with 'up'
     python3 -m tests.vm down [--name NAME]
     python3 -m tests.vm build [--release R] [--profile P]   # only build/cache the image
@@ -27,8 +28,20 @@ DEFAULT_NAME = "default"
 
 
 def _up(args: argparse.Namespace) -> int:
-    vm = VM.boot(args.release, args.profile, name=args.name, memory=args.memory, smp=args.smp,
-                 detach=True)
+    vm = None
+    if args.reuse:
+        try:
+            vm = VM.attach(args.name)
+        except VMError:
+            vm = None
+        if vm is not None and not vm.running():
+            vm = None
+        elif vm is not None and (vm.image.profile != args.profile
+                                 or (args.release and vm.release != args.release)):
+            raise VMError(f"{args.name} is up with {vm.release} ({vm.image.profile}), not what "
+                          f"was asked: 'python3 -m tests.vm down --name {args.name}' first")
+    vm = vm or VM.boot(args.release, args.profile, name=args.name, memory=args.memory,
+                       smp=args.smp, detach=True)
     info = vm.info()
     if args.json:
         print(json.dumps(info))
@@ -67,6 +80,12 @@ def _ssh(args: argparse.Namespace) -> int:
 def _inventory(args: argparse.Namespace) -> int:
     print(VM.attach(args.name).inventory_path)
     return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    vm = VM.attach(args.name)
+    print(json.dumps({**vm.info(), "running": vm.running()}))
+    return 0 if vm.running() else 1
 
 
 def _status(_args: argparse.Namespace) -> int:
@@ -122,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--memory", type=int, default=1024, help="MB (default: %(default)s)")
     up.add_argument("--smp", type=int, default=2, help="CPUs (default: %(default)s)")
     up.add_argument("--json", action="store_true", help="print the VM's details as JSON")
+    up.add_argument("--reuse", action="store_true",
+                    help="if a VM of that name is up already, use it instead of failing")
     up.set_defaults(func=_up)
     named(sub.add_parser("down", help="stop a VM started with 'up'")).set_defaults(func=_down)
     ssh = named(sub.add_parser("ssh", help="a shell, or one command, in the VM"))
@@ -129,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ssh.set_defaults(func=_ssh)
     named(sub.add_parser("inventory", help="print the path of the VM's ansible inventory")
           ).set_defaults(func=_inventory)
+    named(sub.add_parser("info", help="the VM's details as JSON (exit 1 when it is not running)")
+          ).set_defaults(func=_info)
     sub.add_parser("status", help="list VMs started with 'up'").set_defaults(func=_status)
     kernel(sub.add_parser("build", help="build (or find) the cached image only")
            ).set_defaults(func=_build)

@@ -35,8 +35,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from tests.support.collection import cache_dir
 from tests.support.debian import DebianKernel, locked
@@ -94,6 +96,50 @@ def say(msg: str) -> None:
 
 def vm_cache() -> Path:
     return cache_dir() / "vm"
+
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below ``path``, deepest first (from /proc/self/mountinfo)."""
+    top = str(path.resolve())
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+        if point == top or point.startswith(top + "/"):
+            found.append(point)
+    return sorted(found, key=len, reverse=True)
+
+
+def remove_tree(path: Path) -> None:
+    """``rm -rf path``, but never through a mount point: an interrupted debootstrap can leave
+    the target's /proc, /sys (or bound /dev nodes) mounted. Those are unmounted first."""
+    for point in mounts_under(path):
+        subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)
+    left = mounts_under(path)
+    if left:
+        raise RuntimeError(f"{path} still has mounts ({', '.join(left)}): not removing it; "
+                           f"unmount them and remove it by hand")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def _building(final: Path, marker: str) -> Iterator[Path | None]:
+    """Build a cache entry atomically, once: under ``final``'s lock, yields ``None`` when
+    ``final/marker`` exists (another run built it), else a new directory beside ``final`` to
+    fill; on success it becomes ``final`` in one rename, on failure it is removed."""
+    with locked(final.parent / f"{final.name}.lock"):
+        if (final / marker).is_file():
+            yield None
+            return
+        if final.exists():  # left half-made by code older than this
+            remove_tree(final)
+        work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        try:
+            yield work
+            work.chmod(0o755)
+            os.rename(work, final)
+        finally:
+            if work.exists():
+                remove_tree(work)
 
 
 def _digest(obj: object) -> str:
@@ -154,37 +200,31 @@ def ensure_rootfs(spec: RootfsSpec) -> Path:
     tarball = final / "rootfs.tar"
     if tarball.is_file():
         return tarball
-    with locked(final.parent / f"{spec.key}.lock"):
-        if tarball.is_file():
+    with _building(final, "rootfs.tar") as work:
+        if work is None:
             return tarball
-        work = Path(tempfile.mkdtemp(prefix=f".{spec.key}.", dir=final.parent))
-        try:
-            root = work / "root"
-            argv = ["debootstrap", "--variant=minbase", f"--include={','.join(spec.packages)}",
-                    "--components=main"]
-            if spec.keyring:
-                argv.append(f"--keyring={spec.keyring}")
-            argv += [spec.suite, str(root), spec.mirror]
-            say(f"debootstrap {spec.suite} (minbase + {len(spec.packages)} packages) "
-                f"from {spec.mirror}: about a minute")
-            start = time.monotonic()
-            run_logged(argv, "debootstrap", work / "debootstrap.log")
-            took = time.monotonic() - start
-            say(f"debootstrap done in {took:.1f} s; packing rootfs.tar")
-            # Downloaded .debs are of no use in the image.
-            for deb in (root / "var" / "cache" / "apt" / "archives").glob("*.deb"):
-                deb.unlink()
-            subprocess.run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*",
-                            "-C", str(root), "-cf", str(work / "rootfs.tar"), "."], check=True)
-            shutil.rmtree(root)
-            (work / "rootfs.json").write_text(json.dumps(
-                {"suite": spec.suite, "mirror": spec.mirror, "packages": spec.packages,
-                 "rootfs_version": ROOTFS_VERSION, "debootstrap_seconds": round(took, 1)},
-                indent=1))
-            work.chmod(0o755)
-            os.rename(work, final)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        root = work / "root"
+        argv = ["debootstrap", "--variant=minbase", f"--include={','.join(spec.packages)}",
+                "--components=main"]
+        if spec.keyring:
+            argv.append(f"--keyring={spec.keyring}")
+        argv += [spec.suite, str(root), spec.mirror]
+        say(f"debootstrap {spec.suite} (minbase + {len(spec.packages)} packages) "
+            f"from {spec.mirror}: about a minute")
+        start = time.monotonic()
+        run_logged(argv, "debootstrap", work / "debootstrap.log")
+        took = time.monotonic() - start
+        say(f"debootstrap done in {took:.1f} s; packing rootfs.tar")
+        # Downloaded .debs are of no use in the image.
+        for deb in (root / "var" / "cache" / "apt" / "archives").glob("*.deb"):
+            deb.unlink()
+        subprocess.run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*",
+                        "-C", str(root), "-cf", str(work / "rootfs.tar"), "."], check=True)
+        remove_tree(root)
+        (work / "rootfs.json").write_text(json.dumps(
+            {"suite": spec.suite, "mirror": spec.mirror, "packages": spec.packages,
+             "rootfs_version": ROOTFS_VERSION, "debootstrap_seconds": round(took, 1)},
+            indent=1))
     say(f"rootfs cached: {tarball} ({tarball.stat().st_size / 1e6:.0f} MB)")
     return tarball
 
@@ -464,9 +504,8 @@ def _install_headers(root: Path, kernel: DebianKernel, log: Path) -> None:
     for deb in debs:
         shutil.copy2(deb, drop / deb.name)
     say(f"installing {', '.join(d.name.split('_')[0] for d in debs)} into the image")
-    run_logged(["chroot", str(root), "dpkg", "-i", *[f"/tmp/vermagic-kmod-debs/{d.name}"
-                                                      for d in debs]],
-               "dpkg -i headers", log)
+    inside = [f"/tmp/vermagic-kmod-debs/{d.name}" for d in debs]
+    run_logged(["chroot", str(root), "dpkg", "-i", *inside], "dpkg -i headers", log)
     shutil.rmtree(drop)
 
 
@@ -479,6 +518,18 @@ def _tree_bytes(root: Path) -> int:
             except OSError:
                 pass
     return total
+
+
+def make_disk(root: Path, disk: Path, log: Path) -> float:
+    """An ext4 image of ``DISK_SIZE`` (sparse) holding the tree ``root``: ``mkfs.ext4 -d``, no
+    mount. Inode tables and journal are written now, not lazily by each VM's first boot."""
+    start = time.monotonic()
+    with open(disk, "wb") as fh:
+        fh.truncate(DISK_SIZE)
+    run_logged(["mkfs.ext4", "-F", "-q", "-L", "vmroot", "-m", "0",
+                "-E", "lazy_itable_init=0,lazy_journal_init=0", "-d", str(root), str(disk)],
+               "mkfs.ext4", log)
+    return time.monotonic() - start
 
 
 def image_key(rootfs: RootfsSpec, kernel: DebianKernel, profile: Profile) -> str:
@@ -498,52 +549,39 @@ def ensure_image(kernel: DebianKernel, profile: str | Profile = "base",
     if (final / "image.json").is_file():
         return image
     tarball = ensure_rootfs(spec)
-    with locked(final.parent / f"{key}.lock"):
-        if (final / "image.json").is_file():
+    with _building(final, "image.json") as work:
+        if work is None:
             return image
         start = time.monotonic()
-        work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
-        try:
-            root = work / "root"
-            root.mkdir()
-            say(f"image {key}: unpacking rootfs")
-            subprocess.run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf",
-                            str(tarball), "-C", str(root)], check=True)
-            say(f"image {key}: adding /lib/modules/{kernel.release} "
-                f"({len(kernel.modules())} modules) and /boot, depmod")
-            _install_kernel(root, kernel)
-            if prof.headers:
-                _install_headers(root, kernel, work / "build.log")
-            apt_sources = sources.distribution_sources(sources.read_sources(), spec.suite)
-            configure_guest(root, apt_sources)
-            say(f"image {key}: initramfs")
-            loads = build_initramfs(kernel.modules_dir, work / "initrd.img")
-            shutil.copy2(kernel.vmlinuz, work / "vmlinuz")
-            used = _tree_bytes(root)
-            say(f"image {key}: mkfs.ext4 -d ({used / 1e6:.0f} MB of files, "
-                f"{DISK_SIZE >> 30} GiB sparse disk)")
-            t_mkfs = time.monotonic()
-            disk = work / "disk.img"
-            with open(disk, "wb") as fh:
-                fh.truncate(DISK_SIZE)
-            run_logged(["mkfs.ext4", "-F", "-q", "-L", "vmroot", "-m", "0",
-                        "-E", "lazy_itable_init=0,lazy_journal_init=0", "-d", str(root),
-                        str(disk)], "mkfs.ext4", work / "build.log")
-            mkfs_s = time.monotonic() - t_mkfs
-            disk.chmod(0o444)
-            shutil.rmtree(root)
-            took = time.monotonic() - start
-            (work / "image.json").write_text(json.dumps({
-                "release": kernel.release, "package_version": kernel.version,
-                "profile": prof.name, "packages": list(spec.packages),
-                "headers_installed": prof.headers, "suite": spec.suite,
-                "rootfs": spec.key, "initramfs_modules": loads,
-                "harness_version": HARNESS_VERSION, "build_seconds": round(took, 1),
-                "mkfs_seconds": round(mkfs_s, 1), "files_bytes": used}, indent=1))
-            work.chmod(0o755)
-            os.rename(work, final)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        root = work / "root"
+        root.mkdir()
+        say(f"image {key}: unpacking rootfs")
+        subprocess.run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf",
+                        str(tarball), "-C", str(root)], check=True)
+        say(f"image {key}: adding /lib/modules/{kernel.release} "
+            f"({len(kernel.modules())} modules) and /boot, depmod")
+        _install_kernel(root, kernel)
+        if prof.headers:
+            _install_headers(root, kernel, work / "build.log")
+        apt_sources = sources.distribution_sources(sources.read_sources(), spec.suite)
+        configure_guest(root, apt_sources)
+        say(f"image {key}: initramfs")
+        loads = build_initramfs(kernel.modules_dir, work / "initrd.img")
+        shutil.copy2(kernel.vmlinuz, work / "vmlinuz")
+        used = _tree_bytes(root)
+        say(f"image {key}: mkfs.ext4 -d ({used / 1e6:.0f} MB of files, "
+            f"{DISK_SIZE >> 30} GiB sparse disk)")
+        mkfs_s = make_disk(root, work / "disk.img", work / "build.log")
+        (work / "disk.img").chmod(0o444)
+        remove_tree(root)
+        took = time.monotonic() - start
+        (work / "image.json").write_text(json.dumps({
+            "release": kernel.release, "package_version": kernel.version,
+            "profile": prof.name, "packages": list(spec.packages),
+            "headers_installed": prof.headers, "suite": spec.suite,
+            "rootfs": spec.key, "initramfs_modules": loads,
+            "harness_version": HARNESS_VERSION, "build_seconds": round(took, 1),
+            "mkfs_seconds": round(mkfs_s, 1), "files_bytes": used}, indent=1))
         say(f"image {key}: ready in {took:.1f} s (mkfs {mkfs_s:.1f} s)")
     return image
 
@@ -581,7 +619,7 @@ def _remove_unlocked(entry: Path) -> bool:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return False
-        shutil.rmtree(entry, ignore_errors=True)
+        remove_tree(entry)
         say(f"pruned {entry}")
     lock.unlink(missing_ok=True)
     return True

@@ -79,7 +79,7 @@ def _terminate(pid: int, run_dir: Path, keep: bool) -> None:
     control = run_dir / "cm"
     if control.exists():
         subprocess.run(["ssh", "-o", f"ControlPath={control}", "-O", "exit", "vm"],
-                       stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False)
     if _pid_is_ours(pid, run_dir):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
@@ -96,13 +96,29 @@ def _terminate(pid: int, run_dir: Path, keep: bool) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def sweep_stale_runs() -> list[Path]:
+    """Remove run directories whose qemu is gone (a killed test run leaves its overlay)."""
+    removed: list[Path] = []
+    if os.environ.get(KEEP_ENV):
+        return removed  # kept on purpose, for a look at them
+    for state in sorted(runs_dir().glob("*/state.json")) if runs_dir().is_dir() else []:
+        try:
+            pid = json.loads(state.read_text())["pid"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if not _pid_is_ours(pid, state.parent):
+            shutil.rmtree(state.parent, ignore_errors=True)
+            removed.append(state.parent)
+    return removed
+
+
 def _set_pdeathsig() -> None:  # runs in the child between fork and exec
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def kvm_usable(image: Image) -> bool:
-    """Can qemu boot this stock kernel with KVM here? Proven by booting it, cached per host boot.
+    """Can qemu boot a stock kernel with KVM here? Proven by booting one, cached per host boot.
 
     The probe boots the kernel without a root filesystem: a working KVM reaches the kernel's
     "Unable to mount root fs" panic in a second or two. Nested or broken backends hang or crash.
@@ -114,7 +130,7 @@ def kvm_usable(image: Image) -> bool:
         return False
     host_boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     cache = vm_cache() / "kvm-probe.json"
-    key = f"{host_boot}:{image.release}"
+    key = host_boot
     known = json.loads(cache.read_text()) if cache.is_file() else {}
     if key in known:
         return bool(known[key])
@@ -173,6 +189,8 @@ class VM:
         self.accel = accel
         self.boot_seconds = boot_seconds
         self.detached = detached
+        self.first_boot_id = ""  # the guest's boot id when it came up: proof nothing rebooted
+        self._proc: subprocess.Popen | None = None
         keep = bool(os.environ.get(KEEP_ENV))
         self._finalizer = None if detached else weakref.finalize(
             self, _terminate, pid, run_dir, keep)
@@ -212,6 +230,8 @@ class VM:
         kernel = kernel or fetch(release)
         image = ensure_image(kernel, profile)
         runs_dir().mkdir(parents=True, exist_ok=True)
+        for stale in sweep_stale_runs():
+            say(f"removed {stale} (its qemu is gone)")
         if name:
             run_dir = runs_dir() / name
             with locked(runs_dir() / f"{name}.lock"):
@@ -227,8 +247,13 @@ class VM:
         else:
             run_dir = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}.", dir=runs_dir()))
             name = f"vm-{run_dir.name.replace('.', '-')}"
-        return cls._start(name, image, run_dir, _Spec(memory, smp, tuple(cmdline)), timeout,
-                          detach)
+        try:
+            return cls._start(name, image, run_dir, _Spec(memory, smp, tuple(cmdline)), timeout,
+                              detach)
+        except BaseException:
+            if not os.environ.get(KEEP_ENV):
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
 
     @classmethod
     def _start(cls, name: str, image: Image, run_dir: Path, spec: _Spec, timeout: float,
@@ -278,6 +303,7 @@ class VM:
         assert proc is not None and port is not None
         vm = cls(name=name, image=image, run_dir=run_dir, port=port, pid=proc.pid,
                  accel=accel, boot_seconds=0.0, detached=detach)
+        vm._proc = proc
         vm._write_state()
         try:
             vm._wait_for_ssh(proc, start, timeout)
@@ -286,6 +312,7 @@ class VM:
             raise
         vm.boot_seconds = round(time.monotonic() - start, 1)
         vm._start_master()
+        vm.first_boot_id = vm.boot_id()
         vm.write_inventory([vm], vm.inventory_path)
         vm._write_state()
         say(f"{name} is up: ssh on 127.0.0.1:{port} after {vm.boot_seconds} s "
@@ -302,9 +329,11 @@ class VM:
                           f"'python3 -m tests.vm up --name {name}' starts one")
         state = json.loads(state_file.read_text())
         image = Image(Path(state["image"]), state["release"], state["profile"])
-        return cls(name=name, image=image, run_dir=run_dir, port=state["port"],
-                   pid=state["pid"], accel=state["accel"], boot_seconds=state["boot_seconds"],
-                   detached=True)
+        vm = cls(name=name, image=image, run_dir=run_dir, port=state["port"],
+                 pid=state["pid"], accel=state["accel"], boot_seconds=state["boot_seconds"],
+                 detached=True)
+        vm.first_boot_id = state.get("first_boot_id", "")
+        return vm
 
     def running(self) -> bool:
         return _pid_is_ours(self.pid, self.run_dir)
@@ -315,6 +344,8 @@ class VM:
         if self._finalizer is not None:
             self._finalizer.detach()
         _terminate(self.pid, self.run_dir, keep)
+        if self._proc is not None:
+            self._proc.poll()  # reaped already: records it, so no "still running" warning
         say(f"{self.name} stopped")
 
     def __enter__(self) -> VM:
@@ -339,7 +370,7 @@ class VM:
         if isinstance(input, str) and not text:
             input = input.encode()
         proc = subprocess.run([*self.ssh_argv(), remote], input=input, capture_output=True,
-                              text=text, timeout=timeout,
+                              text=text, timeout=timeout, check=False,
                               stdin=subprocess.DEVNULL if input is None else None)
         if check and proc.returncode:
             raise VMError(f"{self.name}: {remote!r} exited {proc.returncode}:\n"
@@ -379,10 +410,25 @@ class VM:
     def dmesg(self) -> str:
         return self.ssh(["dmesg"], check=True).stdout
 
+    def log_mark(self) -> str:
+        """Write a unique line to the guest's kernel log; ``dmesg_since(mark)`` reads after it."""
+        mark = f"vermagic-kmod-mark-{time.time_ns()}"
+        self.ssh(f"echo {mark} > /dev/kmsg", check=True)
+        return mark
+
+    def dmesg_since(self, mark: str) -> list[str]:
+        """The kernel log lines after ``mark`` (timestamps stripped)."""
+        lines = self.ssh(["dmesg", "--notime"], check=True).stdout.splitlines()
+        at = max((i for i, line in enumerate(lines) if mark in line), default=None)
+        if at is None:
+            raise VMError(f"{self.name}: kernel log mark {mark} is gone (log overwritten?)")
+        return lines[at + 1:]
+
     def inventory_line(self) -> str:
         return (f"{self.name} ansible_host=127.0.0.1 ansible_port={self.port} ansible_user=root "
                 f"ansible_ssh_private_key_file={self.key} "
                 f"ansible_python_interpreter={GUEST_PYTHON} ansible_pipelining=true "
+                "ansible_ssh_timeout=60 "
                 "ansible_ssh_common_args='-o StrictHostKeyChecking=no "
                 "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR'")
 
@@ -402,6 +448,7 @@ class VM:
                 "pid": self.pid, "accel": self.accel, "inventory": str(self.inventory_path),
                 "console_log": str(self.console_log), "run_dir": str(self.run_dir),
                 "image": str(self.image.path), "boot_seconds": self.boot_seconds,
+                "first_boot_id": self.first_boot_id,
                 "ssh": shlex.join(self.ssh_argv(master=False))}
 
     # ------------------------------------------------------------------ internals
@@ -437,7 +484,7 @@ class VM:
             if self._banner():
                 try:
                     done = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True,
-                                          timeout=30)
+                                          timeout=30, check=False)
                     if done.returncode == 0:
                         return
                 except subprocess.TimeoutExpired:
@@ -459,4 +506,14 @@ class VM:
         argv[-1:-1] = ["-o", f"ControlPath={self.run_dir / 'cm'}", "-o", "ControlMaster=yes",
                        "-o", "ControlPersist=yes", "-N", "-f"]
         subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=60)
+                       stderr=subprocess.DEVNULL, timeout=60, check=False)
+
+
+def run_ansible(argv: Sequence[str], env: dict[str, str], cwd: Path | None = None,
+                timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run an ansible command line (env from ``tests.support.collection.ansible_env()``);
+    its output is printed, so pytest shows it when a test fails."""
+    proc = subprocess.run(list(argv), env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    print(f"$ {shlex.join(argv)}\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}")
+    return proc

@@ -64,8 +64,10 @@ def test_dmesg_is_the_fallback(tmp_path):
 
 
 def test_nothing_readable_says_why(tmp_path):
-    log = KernelLog(str(tmp_path / "no-kmsg"), run=lambda argv: (1, "", "dmesg: read kernel "
-                                                                  "buffer failed: Operation not permitted")).start()
+    def refused(argv):
+        return 1, "", "dmesg: read kernel buffer failed: Operation not permitted"
+
+    log = KernelLog(str(tmp_path / "no-kmsg"), run=refused).start()
     assert log.source is None
     assert "Operation not permitted" in log.reason
     assert log.drain() == []

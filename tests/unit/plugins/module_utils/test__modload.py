@@ -60,7 +60,7 @@ class FakeKernel:
         name = info.name
         srcversion = info.fields.get("srcversion")
         if (self.sys / name / "initstate").exists():
-            return 1, "", f"insmod: ERROR: could not insert module: File exists"
+            return 1, "", "insmod: ERROR: could not insert module: File exists"
         if srcversion in self.refuse and not forced:
             self.log(f"{name}: {self.refuse[srcversion]}")
             return 1, "", "insmod: ERROR: could not insert module: Invalid module format"
@@ -180,6 +180,7 @@ def test_insert_then_nothing_to_do(fk, host, files):
 
     again = run(Request(path=v1, params="greeting=hi repeat=0x2"), host)
     assert again["action"] == "none" and not again["changed"]
+    assert again["taint_before"] == again["taint_after"] == {"value": 0, "flags": "", "reasons": []}
     assert "already_loaded" in [w["code"] for w in again["verdict"]["warnings"]]
     assert len(fk.kernel_calls()) == 1
 
@@ -255,8 +256,8 @@ def test_preflight_refusal_touches_nothing(fk, host, files):
         assert info.value.result["verdict"]["compatible"] is False
         assert info.value.result["loaded"]["srcversion"].startswith("SRC1")
     assert fk.kernel_calls() == before and fk.kmsg.read_bytes() == kmsg_before
-    assert not any(n.startswith("SRCb") for n in os.listdir(os.path.join(host.state_dir,
-                                                                          "modules/hello")))
+    kept = os.listdir(os.path.join(host.state_dir, "modules/hello"))
+    assert not any(n.startswith("SRCb") for n in kept)
 
 
 def test_force_preflight_lets_the_kernel_decide(fk, host, files):
@@ -377,7 +378,7 @@ def test_by_name_uses_modprobe(fk, host, files, tmp_path):
     fk.names["hello"] = str(tree / "hello.ko")
     res = run(Request(name="hello", params={"repeat": 4}), host)
     assert res["action"] == "inserted"
-    assert [c for c in fk.kernel_calls()][-1][-2:] == ["hello", "repeat=4"]
+    assert fk.kernel_calls()[-1][-2:] == ["hello", "repeat=4"]
     assert os.path.basename(fk.kernel_calls()[-1][0]) == "modprobe"
     assert not run(Request(name="hello", params={"repeat": 4}), host)["changed"]
     with pytest.raises(ModloadError, match="no module nope"):
@@ -407,8 +408,9 @@ def test_bad_requests(host, request_kw, words):
 
 
 def test_bad_files_and_names(fk, host, files, tmp_path):
-    with pytest.raises(ModloadError, match="not a kernel module"):
+    with pytest.raises(ModloadError, match="not a kernel module") as info:
         run(Request(path=files("junk.ko", b"\x7fELF\x02\x01\x01" + b"\0" * 100)), host)
+    assert info.value.result["action"] == "none" and info.value.result["loaded"] is None
     with pytest.raises(ModloadError, match="is the module hello, not other"):
         run(Request(path=files("v1.ko", hello("1")), name="other"), host)
     with pytest.raises(ModloadError, match="has no parameter colour.*greeting \\(charp\\)"):
@@ -422,6 +424,8 @@ def test_bad_files_and_names(fk, host, files, tmp_path):
     assert fk.calls == []
     res = run(Request(path=str(unsafe / "hello.ko"), allow_unsafe_path=True), host)
     assert res["action"] == "inserted"
+    # unloading by that file only needs its name: nothing is loaded from it
+    assert run(Request(path=str(unsafe / "hello.ko"), state="absent"), host)["action"] == "removed"
 
 
 def test_concurrent_runs_wait_for_the_lock(fk, host, files):

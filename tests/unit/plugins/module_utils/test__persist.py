@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -17,9 +19,8 @@ def layout(tmp_path):
 
 
 def files(layout):
-    return {p: open(p, "rb").read() for p in (layout.ko("hello"), layout.load_conf("hello"),
-                                               layout.options_conf("hello"))
-            if __import__("os").path.exists(p)}
+    paths = (layout.ko("hello"), layout.load_conf("hello"), layout.options_conf("hello"))
+    return {p: Path(p).read_bytes() for p in paths if os.path.exists(p)}
 
 
 def test_present_writes_three_files_then_nothing(layout):
