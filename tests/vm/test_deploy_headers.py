@@ -18,8 +18,6 @@ from tests.vm.machine import VM
 VM_PROFILE = "headers"
 BUILD_LOG = "/var/lib/vermagic-kmod/deploy/build/{release}/hello/.vermagic-kmod.log"
 
-pytestmark = pytest.mark.timeout(3600) if hasattr(pytest.mark, "timeout") else []
-
 
 @pytest.fixture(scope="module")
 def first(vm: VM) -> dict:
@@ -29,7 +27,6 @@ def first(vm: VM) -> dict:
     log = BUILD_LOG.format(release=vm.release)
     mtime = vm.ssh(["stat", "-c", "%Y", log], check=True).stdout.strip()
     return {"run": run, "summary": run.summaries[vm.name], "log_mtime": mtime}
-
 
 def test_first_run_builds_against_the_headers_and_inserts(vm: VM, first: dict) -> None:
     summary = first["summary"]
@@ -51,7 +48,6 @@ def test_first_run_builds_against_the_headers_and_inserts(vm: VM, first: dict) -
     lsmod = vm.ssh("cat /sys/module/hello/srcversion", check=True).stdout.strip()
     assert lsmod == summary["module"]["srcversion"]
 
-
 def test_rerun_changes_nothing_and_runs_no_make(vm: VM, first: dict) -> None:
     run = run_deploy(vm.inventory_path, label="rerun")
     assert run.rc == 0, run.explain()
@@ -68,7 +64,6 @@ def test_rerun_changes_nothing_and_runs_no_make(vm: VM, first: dict) -> None:
           f"({100 * run.seconds / first_s:.0f}%)")
     assert run.seconds < first_s
 
-
 def test_new_parameters_replace_the_loaded_module(vm: VM) -> None:
     params = {"greeting": "hi", "repeat": 2}
     run = run_deploy(vm.inventory_path, {"kmod_params": params}, diff=True, label="replace")
@@ -83,7 +78,6 @@ def test_new_parameters_replace_the_loaded_module(vm: VM) -> None:
     assert again.rc == 0, again.explain()
     assert again.recap[vm.name]["changed"] == 0, again.changed_tasks(vm.name)
 
-
 def test_check_mode_on_the_up_to_date_host_changes_nothing(vm: VM) -> None:
     before = guest_state(vm)
     run = run_deploy(vm.inventory_path, {"kmod_params": {"greeting": "hey"}}, check=True,
@@ -96,7 +90,6 @@ def test_check_mode_on_the_up_to_date_host_changes_nothing(vm: VM) -> None:
     assert summary["verdict"]["compatible"] is True
     assert summary["action"] == "replaced"  # what it would do: other parameters
     assert vm.ssh("cat /sys/module/hello/parameters/greeting", check=True).stdout.strip() == "hi"
-
 
 def test_absent_removes_the_module(vm: VM) -> None:
     run = run_deploy(vm.inventory_path, {"kmod_state": "absent", "kmod_name": "hello"},
