@@ -8,6 +8,8 @@
 ``kernel/module/main.c``, ``version.c``, ``signing.c``) in its order, so the first problem is
 the one the kernel would print:
 
+0. A kernel built without ``CONFIG_MODULES`` has no ``init_module`` system call at all: nothing
+   loads (``modules_disabled``; insmod: ``Function not implemented``).
 1. ``module_sig_check``: an unsigned module is refused when ``sig_enforce`` is set or lockdown is
    on (``signature_required``); on a ``MODULE_SIG`` kernel it otherwise loads with taint E
    (``unsigned``); an unparseable signature is fatal even when not enforced
@@ -103,6 +105,7 @@ def verdict(module: ModuleFile, kernel: Mapping[str, Any],
     if modversions is None and kernel_magic:
         modversions = parse_vermagic(kernel_magic).modversions
 
+    _modules_disabled(kernel, options, problems)
     _signature(module, kernel, options, name, problems, warnings)
     _elf(module, kernel, name, problems)
     if modversions:
@@ -137,6 +140,21 @@ def verdict(module: ModuleFile, kernel: Mapping[str, Any],
             "writes one)"))
     return {"compatible": not problems, "problems": problems, "warnings": warnings,
             "symvers": symvers_source}
+
+
+def _modules_disabled(kernel: Mapping[str, Any], options: Mapping[str, Any],
+                      problems: list) -> None:
+    """A kernel whose configuration (read from a file) has CONFIG_MODULES not set.
+
+    Only a configuration that was read counts: a hand-written kernel dict without a config path
+    says nothing about MODULES by leaving it out or null."""
+    config_path = (kernel.get("config") or {}).get("path")
+    if config_path and "MODULES" in options and not _enabled(options, "MODULES"):
+        problems.append(_item(
+            "modules_disabled", f"{kernel.get('release') or 'the kernel'} is built without "
+            f"CONFIG_MODULES ({config_path}): it cannot load any module (it has no init_module "
+            "system call; insmod: Function not implemented)",
+            "build the code into a kernel instead; no module can help here"))
 
 
 def _signature(module: ModuleFile, kernel: Mapping[str, Any], options: Mapping[str, Any],

@@ -16,7 +16,8 @@ description:
     class and machine, and the appended signature (signer, key id, hash algorithm).
   - Given a kernel, by its facts (O(kernel), what M(vermagic.kmod.kernel_facts) returns) or by
     O(release) and O(root), it also returns a RV(verdict) that follows the kernel's own load
-    checks in their order (Linux 6.1 C(kernel/module)) - signature policy, ELF class and
+    checks in their order (Linux 6.1 C(kernel/module)) - module support at all
+    (C(CONFIG_MODULES)), signature policy, ELF class and
     machine, C(module_layout), the C(same_magic) rule (the release word is skipped when the
     module carries C(__versions)), a module of that name already loaded, and with a
     C(Module.symvers) every imported symbol's existence, CRC and namespace.
@@ -35,8 +36,9 @@ options:
       - The kernel to judge the module against, as the C(kmod_kernel) facts of
         M(vermagic.kmod.kernel_facts) (C(ansible_facts.kmod_kernel)).
       - The verdict uses C(vermagic), C(modversions), C(elf_class), C(elf_machine),
-        C(sig_enforce), C(lockdown), C(running), C(symvers) and C(config.options)
-        (C(MODULE_SIG), C(MODULE_FORCE_LOAD), C(MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS)). A key
+        C(sig_enforce), C(lockdown), C(running), C(symvers), C(config.path) and
+        C(config.options) (C(MODULES), C(MODULE_SIG), C(MODULE_FORCE_LOAD),
+        C(MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS)). A key
         that is missing or null means unknown; what cannot be checked is said in the warnings.
       - Mutually exclusive with O(release) and O(root).
     type: dict
@@ -229,8 +231,9 @@ verdict:
       what it would print; C(warnings) are what it would log or taint, or what could not be
       checked. Each item has a stable C(code), C(msg) (what the kernel would do or print) and
       C(fix) (what to do); C(symbols) lists the symbols when an item concerns several.
-    - Problem codes C(signature_required), C(signature_invalid), C(elf_class), C(machine),
-      C(no_symbol_version), C(crc_mismatch), C(no_versions_forbidden), C(vermagic),
+    - Problem codes C(modules_disabled) (the kernel's configuration has no C(CONFIG_MODULES):
+      it loads no module at all), C(signature_required), C(signature_invalid), C(elf_class),
+      C(machine), C(no_symbol_version), C(crc_mismatch), C(no_versions_forbidden), C(vermagic),
       C(unknown_symbol), C(namespace_not_imported). Warning codes C(unsigned),
       C(signature_untrusted), C(forced_load), C(release_differs), C(out_of_tree),
       C(already_loaded), C(other_version_loaded), C(crcs_unchecked), C(vermagic_unchecked).

@@ -256,3 +256,26 @@ def test_hand_written_kernel_dicts_with_yaml_types():
     facts = kernel(elf_class="64", options={"MODULE_SIG": True, "MODULE_FORCE_LOAD": True})
     result = verdict(module(), facts, SYMVERS)
     assert result["compatible"] and "unsigned" in codes(result)[1]
+
+
+def test_a_kernel_without_module_support_refuses_everything_first():
+    facts = kernel(config={"path": "/boot/config-6.1.0-56-amd64",
+                           "options": {"MODULES": None, "MODVERSIONS": "y"}})
+    result = verdict(module(vermagic=MAGIC.replace("mod_unload", "MOD_UNLOAD")), facts, SYMVERS)
+    assert not result["compatible"]
+    problems = codes(result)[0]
+    assert problems[0] == "modules_disabled" and "vermagic" in problems
+    first = result["problems"][0]
+    assert "without CONFIG_MODULES (/boot/config-6.1.0-56-amd64)" in first["msg"]
+    assert "Function not implemented" in first["msg"] and first["fix"]
+
+
+@pytest.mark.parametrize("config", [
+    {"options": {"MODULES": None}},                               # no file was read
+    {"path": "/boot/config-6.1.0-56-amd64", "options": {"MODVERSIONS": "y"}},  # not mentioned
+    {"path": "/boot/config-6.1.0-56-amd64", "options": {"MODULES": "y"}},
+    {"path": "/boot/config-6.1.0-56-amd64", "options": {"MODULES": True}},      # YAML by hand
+])
+def test_module_support_is_refused_only_when_a_read_config_says_so(config):
+    result = verdict(module(), kernel(config=config), SYMVERS)
+    assert "modules_disabled" not in codes(result)[0] and result["compatible"]

@@ -126,6 +126,20 @@ def test_release_and_root_gather_the_kernel(tmp_path):
     assert [p["code"] for p in other["verdict"]["problems"]] == ["vermagic"]
 
 
+def test_a_kernel_without_module_support_is_said_first(tmp_path):
+    root = tmp_path / "root"
+    (root / "boot").mkdir(parents=True)
+    (root / "boot" / f"config-{RELEASE}").write_text(
+        "# CONFIG_MODULES is not set\nCONFIG_SMP=y\nCONFIG_64BIT=y\nCONFIG_X86_64=y\n")
+    (root / "lib" / "modules" / RELEASE).mkdir(parents=True)
+    result = run({"path": ko(tmp_path), "root": str(root), "release": RELEASE})
+    assert not result["failed"], result["msg"]
+    assert result["verdict"]["compatible"] is False
+    first = result["verdict"]["problems"][0]
+    assert first["code"] == "modules_disabled"
+    assert f"/boot/config-{RELEASE}" in first["msg"] and first["fix"]
+
+
 def test_kernel_and_release_are_exclusive(tmp_path):
     result = run({"path": ko(tmp_path), "kernel": KERNEL, "release": RELEASE})
     assert result["failed"] and "mutually exclusive" in result["msg"]
