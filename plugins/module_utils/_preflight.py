@@ -76,19 +76,6 @@ def wanted_symbols(module: Any) -> set[str]:
     return {"module_layout"} | {symbol.name for symbol in module.imports}
 
 
-def identity_matches(srcversion_a: str | None, build_id_a: str | None,
-                     srcversion_b: str | None, build_id_b: str | None) -> bool | None:
-    """Whether two builds are the same: every identity both sides have agrees; None when they
-    share none (nothing can be compared)."""
-    compared = False
-    for a, b in ((build_id_a, build_id_b), (srcversion_a, srcversion_b)):
-        if a and b:
-            compared = True
-            if a != b:
-                return False
-    return True if compared else None
-
-
 def verdict(module: Any, kernel: dict, symvers: dict[str, ExportedSymbol] | None = None,
             loaded: Any = None, symvers_path: str | None = None) -> dict:
     """The modinfo verdict (``_verdict.verdict``, which also refuses a kernel without

@@ -17,8 +17,9 @@ import pytest
 from ansible_collections.vermagic.kmod.plugins.module_utils._kernel_facts import gather
 from ansible_collections.vermagic.kmod.plugins.module_utils._modload import read_candidate
 from ansible_collections.vermagic.kmod.plugins.module_utils._preflight import (
-    apply_force, identity_matches, load_symvers, verdict, wanted_symbols)
+    apply_force, load_symvers, verdict, wanted_symbols)
 from ansible_collections.vermagic.kmod.plugins.module_utils._sysfs import LoadedModule
+from ansible_collections.vermagic.kmod.plugins.module_utils._verdict import identity_matches
 from tests.support.debian import DebianKernel, fetch
 from tests.support.variants import VARIANTS, build_all, build_hello
 
@@ -99,7 +100,12 @@ def test_force_removes_only_what_the_kernel_skips(builds, facts):
 
 
 def test_the_loaded_build_is_named(builds, facts):
-    a, v2 = builds["a"], builds["v2"]
+    a, d, v2 = builds["a"], builds["d"], builds["v2"]
     loaded = LoadedModule("hello", "live", srcversion=a.srcversion, build_id=a.build_id)
     codes = [w["code"] for w in judge(v2, facts, loaded)["warnings"]]
     assert "other_version_loaded" in codes
+    assert "already_loaded" in [w["code"] for w in judge(a, facts, loaded)["warnings"]]
+    # d has a's srcversion (same sources, another tree): only the build id tells them apart
+    other = [w for w in judge(d, facts, loaded)["warnings"] if w["code"] == "other_version_loaded"]
+    assert other and f"build id {a.build_id}" in other[0]["msg"]
+    assert f"build id {d.build_id}" in other[0]["msg"]
