@@ -17,7 +17,7 @@ import pytest
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import kmod_hex, read_module
 from ansible_collections.vermagic.kmod.plugins.modules import modinfo
-from tests.support.debian import DebianKernel, fetch
+from tests.support.debian import DebianKernel
 from tests.support.kmod_modinfo import modinfo_field, modinfo_listing
 from tests.support.module_runner import run_module
 
@@ -28,11 +28,6 @@ SAMPLE_EVERY = 100  # compressed copies: every 100th module (41 of 4,023)
 
 def say(msg: str) -> None:
     print(f"[modinfo-vs-kmod] {msg}", file=sys.stderr, flush=True)
-
-
-@pytest.fixture(scope="module")
-def kernel() -> DebianKernel:
-    return fetch()
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,13 @@ import time
 
 import pytest
 
-from ansible_collections.vermagic.kmod.plugins.module_utils._kernel_facts import gather
 from ansible_collections.vermagic.kmod.plugins.module_utils._modload import read_candidate
 from ansible_collections.vermagic.kmod.plugins.module_utils._preflight import (
     apply_force, load_symvers, verdict, wanted_symbols)
 from ansible_collections.vermagic.kmod.plugins.module_utils._sysfs import LoadedModule
 from ansible_collections.vermagic.kmod.plugins.module_utils._verdict import identity_matches
-from tests.support.debian import DebianKernel, fetch
-from tests.support.variants import VARIANTS, build_all, build_hello
+from tests.support.debian import DebianKernel
+from tests.support.variants import VARIANTS, Variant, build_hello
 
 
 def say(msg: str) -> None:
@@ -29,23 +28,13 @@ def say(msg: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def kernel() -> DebianKernel:
-    return fetch()
-
-
-@pytest.fixture(scope="module")
-def facts(kernel: DebianKernel) -> dict:
-    found, _warnings = gather(str(kernel.root), kernel.release)
-    return found
-
-
-@pytest.fixture(scope="module")
-def builds(kernel: DebianKernel, tmp_path_factory) -> dict:
+def builds(kernel: DebianKernel, variants: dict[str, Variant], tmp_path_factory) -> dict:
+    """Variants a-e (shared) and v2 (HELLO_VERSION 2.0), read as modload reads them."""
     start = time.monotonic()
-    dest = tmp_path_factory.mktemp("builds")
-    kos = {name: variant.ko for name, variant in build_all(kernel, dest).items()}
-    kos["v2"] = build_hello(kernel.headers, dest / "v2", version="2.0")
-    say(f"built a-e and v2 in {time.monotonic() - start:.1f} s")
+    kos = {name: variant.ko for name, variant in variants.items()}
+    kos["v2"] = build_hello(kernel.headers, tmp_path_factory.mktemp("builds") / "v2",
+                            version="2.0")
+    say(f"built v2 in {time.monotonic() - start:.1f} s")
     return {name: read_candidate(str(ko)) for name, ko in kos.items()}
 
 

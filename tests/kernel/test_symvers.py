@@ -10,13 +10,7 @@ import pytest
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._symvers_sources import recover
 from ansible_collections.vermagic.kmod.plugins.modules import symvers
-from tests.support.debian import fetch
 from tests.support.module_runner import run_module
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    return fetch()
 
 
 @pytest.fixture(scope="module")
