@@ -292,7 +292,7 @@ class _Operation:
         if not isinstance(record, dict):
             return None
         same = identity_matches(record.get("srcversion"), record.get("build_id"),
-                                           loaded.srcversion, loaded.build_id)
+                                loaded.srcversion, loaded.build_id)
         return record if same else None
 
     def ensure_state_dir(self, path: str) -> None:
@@ -353,7 +353,7 @@ class _Operation:
                 tried.append(str(exc))
                 return False
             return bool(identity_matches(cand.srcversion, cand.build_id,
-                                                    loaded.srcversion, loaded.build_id))
+                                         loaded.srcversion, loaded.build_id))
 
         if loaded.srcversion is None and loaded.build_id is None:
             return None, (f"the loaded {loaded.name} has neither a srcversion nor a build id in "
@@ -525,7 +525,7 @@ class _Operation:
                 raise self.fail(f"{name} is built into kernel {host.release}; a module of that "
                                 "name cannot be loaded (the kernel answers 'File exists')")
             same = identity_matches(cand.srcversion, cand.build_id,
-                                               loaded.srcversion, loaded.build_id)
+                                    loaded.srcversion, loaded.build_id)
             differing, unverified = self.param_changes(cand, pairs, loaded, record)
             if unverified:
                 self.notes.append(f"parameters {', '.join(unverified)} of {name} cannot be read "
@@ -638,7 +638,7 @@ class _Operation:
             raise self.fail(f"{' '.join(['insmod' if req.path else 'modprobe', name])} returned "
                             f"success but /sys/module/{name} does not exist")
         if identity_matches(cand.srcversion, cand.build_id, now.srcversion,
-                                       now.build_id) is False:
+                            now.build_id) is False:
             raise self.fail(f"after loading, /sys/module/{name} is another build (srcversion "
                             f"{now.srcversion}, build id {now.build_id}) than {cand.path}")
         res["loaded"] = now.as_dict()

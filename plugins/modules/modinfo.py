@@ -245,8 +245,8 @@ verdict:
       what it would print; C(warnings) are what it would log or taint, or what could not be
       checked. Each item has a stable C(code), C(msg) (what the kernel would do or print) and
       C(fix) (what to do); C(symbols) lists the symbols when an item concerns several.
-    - Problem codes C(modules_disabled) (the kernel's configuration has no C(CONFIG_MODULES):
-      it loads no module at all), C(signature_required), C(signature_invalid), C(elf_class),
+    - Problem codes C(modules_disabled) (the kernel's configuration has no C(CONFIG_MODULES),
+      so it loads no module at all), C(signature_required), C(signature_invalid), C(elf_class),
       C(machine), C(no_symbol_version), C(crc_mismatch), C(no_versions_forbidden), C(vermagic),
       C(unknown_symbol), C(namespace_not_imported). Warning codes C(unsigned),
       C(signature_untrusted), C(forced_load), C(release_differs), C(out_of_tree),

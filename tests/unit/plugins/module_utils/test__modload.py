@@ -74,7 +74,7 @@ class FakeKernel:
         if srcversion:
             (base / "srcversion").write_text(srcversion + "\n")
         build_id = info.build_id
-        if build_id:
+        if build_id is not None:
             (base / "notes/.note.gnu.build-id").write_bytes(build_id_note(bytes.fromhex(build_id)))
         values = dict(DEFAULTS)
         for pname, value in parse_params(" ".join(args)):
