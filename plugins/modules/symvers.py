@@ -34,10 +34,11 @@ description:
     is left as it is), atomically, under the lock of the directory it is written into (the tree's
     lock, which M(vermagic.kmod.kbuild) and M(vermagic.kmod.kernel_release) take too, so no
     prepare or build of that tree runs meanwhile).
-  - A stamp of the inputs is kept next to O(dest), C(.vermagic-kmod.<dest name>.fingerprint): the
-    source used and what C(stat) says of the file it reads (size, mtime, inode), the same of every
-    in-tree module, the release and root, the SHA-256 of O(dest) as written, and the result. A
-    rerun whose inputs and O(dest) agree with the stamp reads no kernel image and no module: it
+  - A stamp of the inputs is kept next to O(dest), in C(.vermagic-kmod.<dest name>.fingerprint).
+    It holds the source used and what C(stat) says of the file it reads (size, mtime, inode), the
+    same of every in-tree module, the release and root, the SHA-256 of O(dest) as written, and
+    the result. A
+    rerun whose inputs and O(dest) agree with the stamp reads no kernel image and no module; it
     returns the recorded result with RV(cached=true). Anything else (O(dest) edited or removed,
     the kernel package or its headers updated, a module added or removed, another source
     available to O(source=auto)) is a full run, with the reasons in RV(reasons).
@@ -93,9 +94,9 @@ options:
 notes:
   - Recovery needs no pyelftools and no kernel tools; C(zstd) payloads need the C(zstandard)
     Python package or the C(zstd) program.
-  - The lock is the tree's lock of the other modules: a file under C(/run/lock/vermagic-kmod) (for
-    root; the temporary directory otherwise) named after the device and inode of the directory of
-    O(dest), never a file in the tree. It is taken only to write.
+  - The lock is the tree's lock the other modules take, a file under C(/run/lock/vermagic-kmod)
+    (for root; the temporary directory otherwise) named after the device and inode of the
+    directory of O(dest), never a file in the tree. It is taken only to write.
   - Recovery writes the line layout of Linux 5.8 and later (C(CRC symbol module export
     namespace)). For older kernels use the C(headers) or C(boot) source, which are written as
     they are.
