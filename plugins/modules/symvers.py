@@ -37,11 +37,10 @@ description:
   - A stamp of the inputs is kept next to O(dest), in C(.vermagic-kmod.<dest name>.fingerprint).
     It holds the source used and what C(stat) says of the file it reads (size, mtime, inode), the
     same of every in-tree module, the release and root, the SHA-256 of O(dest) as written, and
-    the result. A
-    rerun whose inputs and O(dest) agree with the stamp reads no kernel image and no module; it
-    returns the recorded result with RV(cached=true). Anything else (O(dest) edited or removed,
-    the kernel package or its headers updated, a module added or removed, another source
-    available to O(source=auto)) is a full run, with the reasons in RV(reasons).
+    the result. A rerun whose inputs and O(dest) agree with the stamp reads no kernel image and
+    no module; it returns the recorded result with RV(cached=true). Anything else (O(dest)
+    edited or removed, the kernel package or its headers updated, a module added or removed,
+    another source available to O(source=auto)) is a full run, with the reasons in RV(reasons).
 extends_documentation_fragment:
   - vermagic.kmod._attributes
 attributes:
