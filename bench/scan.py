@@ -11,7 +11,7 @@ page cache warm (every file read and one kmod run before timing). Each side does
 The target is the reader's loop at most 2.0x kmod's time (best wall time of ``--repeat`` runs;
 CPU times are printed too, since other work on the machine inflates wall times unevenly). Also
 printed: the full ``vermagic.kmod.modinfo`` result (``as_dict()``: adds the decoded
-``__versions`` entries, which kmod's modinfo does not read), the scan as a fresh ``python3``
+``__versions`` entries and the GNU build id, which kmod's modinfo does not read), the scan as a fresh ``python3``
 process (interpreter start-up and imports included), and for reference a naive pyelftools loop
 (``ELFFile`` per file, sections by name).
 

@@ -8,6 +8,8 @@ A fingerprint is a set of named *components* (``sources``, ``config``, ``compile
 SHA-256 digest, plus the per-file digests of the source tree (to say *which* file changed) and
 the digests of the outputs the build produced (to notice outputs that were removed or replaced).
 It is stored as JSON next to the build products and compared component by component.
+A fingerprint may also carry the *result* of the work it vouches for (``data``, any JSON), so
+that a run whose inputs and outputs are unchanged can answer without redoing the work.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._files import write_atomic
 
@@ -104,20 +106,24 @@ class Fingerprint:
     files: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # human-readable values (release, compiler)
+    data: dict[str, Any] = field(default_factory=dict)   # the work's result, returned on a match
 
     @property
     def digest(self) -> str:
         return hash_text(*(f"{name}={value}" for name, value in sorted(self.components.items())))
 
     def to_json(self) -> str:
-        return json.dumps({
+        stored: dict[str, Any] = {
             "format": FORMAT,
             "digest": self.digest,
             "components": self.components,
             "notes": self.notes,
             "files": self.files,
             "outputs": self.outputs,
-        }, indent=1, sort_keys=True) + "\n"
+        }
+        if self.data:
+            stored["data"] = self.data
+        return json.dumps(stored, indent=1, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> Fingerprint | None:
@@ -130,7 +136,8 @@ class Fingerprint:
             return None
         try:
             return cls(components=dict(data["components"]), files=dict(data.get("files", {})),
-                       outputs=dict(data.get("outputs", {})), notes=dict(data.get("notes", {})))
+                       outputs=dict(data.get("outputs", {})), notes=dict(data.get("notes", {})),
+                       data=dict(data.get("data", {})))
         except (KeyError, TypeError, ValueError):
             return None
 

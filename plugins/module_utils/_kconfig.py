@@ -18,8 +18,11 @@ import zlib
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._vermagic import build_vermagic
 
-_SET = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
-_UNSET = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set$")
+# One pass over the whole text (kernel_facts parses a ~9,000-line config on every gather):
+# ``CONFIG_X=value`` or ``# CONFIG_X is not set``, blanks around the line ignored.
+_LINE = re.compile(r"^[ \t]*(?:CONFIG_([A-Za-z0-9_]+)=(.*?)|# CONFIG_([A-Za-z0-9_]+) is not set)"
+                   r"[ \t\r]*$", re.M)
+_ESCAPE = re.compile(r"\\(.)")
 
 # Reported in kmod_kernel.config.options, always (null when absent or "is not set").
 KEY_OPTIONS = (
@@ -49,22 +52,19 @@ class KconfigError(Exception):
 
 def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", value[1:-1])
+        inner = value[1:-1]
+        return _ESCAPE.sub(r"\1", inner) if "\\" in inner else inner
     return value
 
 
 def parse_config(text: str) -> dict[str, str | None]:
     """Options by name without the ``CONFIG_`` prefix; ``None`` for ``is not set``."""
     options: dict[str, str | None] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        match = _SET.match(line)
-        if match:
-            options[match.group(1)] = _unquote(match.group(2))
-            continue
-        match = _UNSET.match(line)
-        if match:
-            options[match.group(1)] = None
+    for name, value, unset in _LINE.findall(text):
+        if name:
+            options[name] = _unquote(value) if value[:1] == '"' else value
+        else:
+            options[unset] = None
     return options
 
 

@@ -16,12 +16,14 @@ one, several kernels under ``root`` and no ``release`` to choose).
 
 from __future__ import annotations
 
+import heapq
 import os
 import re
 import stat
 import subprocess
 from dataclasses import dataclass, field
-from typing import Callable
+from itertools import islice
+from typing import Callable, Iterator
 
 from ansible_collections.vermagic.kmod.plugins.module_utils import _kconfig
 from ansible_collections.vermagic.kmod.plugins.module_utils._bzimage import BzImageError, read_header
@@ -308,40 +310,97 @@ def _config(state: _State, build_path: str | None) -> tuple[str | None, dict[str
     return None, None
 
 
-def _module_files(moddir: str) -> list[tuple[str, int, str]]:
-    """In-tree module files under ``moddir/kernel``: ``(relative path, size, compression)``."""
-    top = os.path.join(moddir, "kernel")
+def _count_compression(moddir: str) -> dict[str, int]:
+    """How many in-tree module files under ``moddir/kernel`` have each compression.
+
+    Runs on every gather (modload gathers before each load), over some 4,000 files in 900
+    directories, so it does the least per entry: ``os.scandir`` (the file type comes with the
+    directory listing; only a symbolic link costs a ``stat``), the suffix looked up in one
+    dictionary, no path built for a file. Like ``os.walk``, linked directories are not entered.
+    """
+    counts: dict[str, int] = {}
+    kinds = MODULE_SUFFIXES
+    pending = [os.path.join(moddir, "kernel")]
+    while pending:
+        try:
+            listing = os.scandir(pending.pop())
+        except OSError:
+            continue
+        with listing:
+            for entry in listing:
+                name = entry.name
+                at = name.rfind(".ko")
+                if at > 0:
+                    kind = kinds.get(name[at:])
+                    if kind is not None:
+                        try:
+                            if entry.is_file():  # a directory or a pipe named like one is not
+                                counts[kind] = counts.get(kind, 0) + 1
+                                continue
+                        except OSError:
+                            continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                except OSError:
+                    continue
+    return counts
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _preferred_modules(moddir: str) -> list[str]:
+    """``PREFERRED_MODULES`` that exist (relative to ``moddir``), found by their paths alone."""
     found = []
-    for dirpath, _dirnames, filenames in os.walk(top):
-        for name in filenames:
-            for suffix, kind in MODULE_SUFFIXES.items():
-                if name.endswith(suffix):
-                    path = os.path.join(dirpath, name)
-                    try:
-                        info = os.stat(path)
-                    except OSError:
-                        break
-                    if not stat.S_ISREG(info.st_mode):
-                        break  # a directory or a pipe named like a module is not one
-                    size = info.st_size
-                    found.append((os.path.relpath(path, moddir), size, kind))
-                    break
+    for stem in PREFERRED_MODULES:
+        for suffix in MODULE_SUFFIXES:
+            if _is_file(os.path.join(moddir, stem + suffix)):
+                found.append(stem + suffix)
+                break
     return found
 
 
-def _stem(relative: str) -> str:
-    for suffix in sorted(MODULE_SUFFIXES, key=len, reverse=True):
-        if relative.endswith(suffix):
-            return relative[:-len(suffix)]
-    return relative
+def _smallest_modules(moddir: str, count: int, skip: set[str]) -> list[str]:
+    """The ``count`` smallest in-tree module files (relative to ``moddir``) not in ``skip``.
+
+    Only needed when none of the preferred modules gives a vermagic: this walk stats every file.
+    """
+    sized: list[tuple[int, str]] = []
+    kinds = MODULE_SUFFIXES
+    pending = ["kernel"]
+    while pending:
+        relative_dir = pending.pop()
+        try:
+            listing = os.scandir(os.path.join(moddir, relative_dir))
+        except OSError:
+            continue
+        with listing:
+            for entry in listing:
+                name = entry.name
+                relative = relative_dir + "/" + name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(relative)
+                        continue
+                    at = name.rfind(".ko")
+                    if at > 0 and name[at:] in kinds and relative not in skip and \
+                            entry.is_file():
+                        sized.append((entry.stat().st_size, relative))
+                except OSError:
+                    continue
+    return [relative for _size, relative in heapq.nsmallest(count, sized)]
 
 
-def _candidates(files: list[tuple[str, int, str]]) -> list[str]:
-    by_stem = {_stem(rel): rel for rel, _size, _kind in files}
-    first = [by_stem[stem] for stem in PREFERRED_MODULES if stem in by_stem]
-    rest = [rel for rel, _size, _kind in sorted(files, key=lambda f: (f[1], f[0]))
-            if rel not in first]
-    return first + rest
+def _candidates(moddir: str) -> Iterator[str]:
+    """In-tree modules to read the vermagic from: the preferred ones, then the smallest."""
+    preferred = _preferred_modules(moddir)
+    yield from preferred
+    yield from _smallest_modules(moddir, MODULE_ATTEMPTS, set(preferred))
 
 
 def _build_dir(state: _State) -> dict:
@@ -518,19 +577,15 @@ def _compiler(state: _State, options: dict[str, str | None] | None) -> dict | No
     return found
 
 
-def _module_compression(state: _State, options: dict | None,
-                        files: list[tuple[str, int, str]]) -> str:
+def _module_compression(state: _State, options: dict | None, counts: dict[str, int]) -> str:
     configured = _kconfig.compression(options) if options is not None else None
-    if files:
-        counts: dict[str, int] = {}
-        for _rel, _size, kind in files:
-            counts[kind] = counts.get(kind, 0) + 1
+    if counts:
         on_disk = max(sorted(counts), key=lambda kind: counts[kind])
         if configured is not None and configured != on_disk:
             state.warnings.append(f"the configuration says modules are compressed with "
                                   f"{configured}, the in-tree files are {on_disk} "
-                                  f"({counts[on_disk]} of {len(files)}): reporting {on_disk} "
-                                  "(distributions often compress when packaging)")
+                                  f"({counts[on_disk]} of {sum(counts.values())}): reporting "
+                                  f"{on_disk} (distributions often compress when packaging)")
         return on_disk
     return configured or "none"
 
@@ -604,12 +659,12 @@ def _lockdown(state: _State, options: dict | None) -> str | None:
     return minimum
 
 
-def _read_in_tree(state: _State, moddir: str, files: list[tuple[str, int, str]],
-                  reader: Callable[[str], ModuleView]) -> tuple[ModuleView | None, str | None]:
+def _read_in_tree(state: _State, moddir: str, reader: Callable[[str], ModuleView]
+                  ) -> tuple[ModuleView | None, str | None]:
     """The first in-tree module (``intree=Y``) with a vermagic, among a few candidates."""
     failures = []
     fallback: tuple[ModuleView | None, str | None] = (None, None)
-    for relative in _candidates(files)[:MODULE_ATTEMPTS]:
+    for relative in islice(_candidates(moddir), MODULE_ATTEMPTS):
         try:
             seen = reader(os.path.join(moddir, relative))
         except ReaderUnavailable as exc:
@@ -696,8 +751,8 @@ def gather(root: str = "/", release: str | None = None, view: RunningView | None
     config_path, options = _config(state, build["path"] if build["exists"] else None)
     version = _version(state)
 
-    files = _module_files(moddir) if has_moddir else []
-    if has_moddir and not files:
+    compression_counts = _count_compression(moddir) if has_moddir else {}
+    if has_moddir and not compression_counts:
         state.missing.append(f"no in-tree module files under "
                              f"{state.show('/lib/modules/' + release + '/kernel')}")
 
@@ -713,7 +768,8 @@ def gather(root: str = "/", release: str | None = None, view: RunningView | None
     }
 
     # vermagic: an in-tree module, cross-checked against the configuration
-    module_view, module_source = _read_in_tree(state, moddir, files, module_reader)
+    module_view, module_source = (_read_in_tree(state, moddir, module_reader)
+                                  if compression_counts else (None, None))
 
     modules_off = options is not None and not _kconfig.enabled(options, "MODULES")
     if modules_off:
@@ -748,7 +804,7 @@ def gather(root: str = "/", release: str | None = None, view: RunningView | None
 
     facts["compiler"] = _compiler(state, options)
     facts["symvers"] = _symvers(state, build) if not modules_off else []
-    facts["module_compression"] = _module_compression(state, options, files)
+    facts["module_compression"] = _module_compression(state, options, compression_counts)
     facts["sig_enforce"] = _sig_enforce(state, options)
     facts["lockdown"] = _lockdown(state, options)
     if running and view is not None:

@@ -17,7 +17,9 @@
   ``name=`` entry), ``elf`` (class, machine, byte order), ``has_versions`` (a ``__versions``
   section exists, even empty: the kernel's ``has_crcs``), ``versions`` (its entries and those of
   the 6.15+ extended sections ``__version_ext_crcs``/``__version_ext_names``), ``signature``
-  (the appended ``struct module_signature`` and, for PKCS#7, signer, serial and digest), and
+  (the appended ``struct module_signature`` and, for PKCS#7, signer, serial and digest),
+  ``build_id`` (the GNU build id in ``.note.gnu.build-id``, hex, found on first use: what
+  ``/sys/module/<name>/notes/.note.gnu.build-id`` shows once the module is loaded) and
   ``imports`` (undefined symbols, computed on first use with pyelftools).
 
 The hot path (header, section table, ``.modinfo``, trailer) is parsed with ``struct`` over a
@@ -73,7 +75,10 @@ SECTIONS = (".modinfo", "__versions", ".gnu.linkonce.this_module", "__version_ex
 
 NEEDLES = tuple((name, name.encode() + b"\0") for name in SECTIONS)
 
+SHT_NOTE = 7
 SHT_NOBITS = 8
+NT_GNU_BUILD_ID = 3
+BUILD_ID_SECTION = b".note.gnu.build-id\0"
 SHN_XINDEX = 0xFFFF
 ET_REL = 1
 MACHINE_NAMES = {value: name for name, value in ENUM_E_MACHINE.items() if isinstance(value, int)}
@@ -248,6 +253,27 @@ def kmod_hex(raw: bytes, line_limit: int = 20) -> str:
     return "\n\t\t".join(text[i:i + width] for i in range(0, len(text), width))
 
 
+def build_id_from_notes(data: bytes, byteorder: str = "<") -> str | None:
+    """The GNU build id (hex) in a blob of ELF notes, or None.
+
+    The blob is a note section's bytes (``.note.gnu.build-id`` of a module file, or
+    ``/sys/module/<name>/notes/.note.gnu.build-id`` of a loaded one): notes of ``namesz``,
+    ``descsz``, ``type`` (u32 each, in the ELF's byte order), the name and the descriptor, each
+    padded to 4 bytes. The build id is the descriptor of the note named ``GNU`` of type
+    ``NT_GNU_BUILD_ID``."""
+    offset = 0
+    while offset + 12 <= len(data):
+        namesz, descsz, ntype = struct.unpack_from(byteorder + "III", data, offset)
+        offset += 12
+        name = data[offset:offset + namesz]
+        offset += (namesz + 3) & ~3
+        desc = data[offset:offset + descsz]
+        offset += (descsz + 3) & ~3
+        if ntype == NT_GNU_BUILD_ID and name.rstrip(b"\0") == b"GNU" and desc:
+            return desc.hex()
+    return None
+
+
 def _describe_head(data: bytes) -> str:
     return " ".join(f"{b:02x}" for b in data[:8])
 
@@ -267,6 +293,7 @@ class ModuleFile:
         self._parse_modinfo()
         # the whole module for ``imports`` when it is in memory anyway; a file is read again
         self._data = None if isinstance(view, _FileView) else view.data
+        self._head = view.data  # a file's first 16 KiB (all of it when in memory)
 
     # ---- fast path: ELF header, section table, .modinfo, trailer -------------------------
 
@@ -324,6 +351,8 @@ class ModuleFile:
             fields_ = shdr.unpack_from(table, index * want_entsize)
             return fields_[1], fields_[4], fields_[5]  # sh_type, sh_offset, sh_size
 
+        self._header = header  # for sections looked up later (build_id)
+
         _type, str_off, str_size = header(e_shstrndx)
         if str_off + str_size > size:
             raise ModuleFileError(f"{path} is truncated: the section name table ends at byte "
@@ -331,15 +360,10 @@ class ModuleFile:
         strtab = view.read(str_off, str_size)
         # name offset -> section index; the first section of a name wins, as in kmod
         by_name_offset = dict(zip(names[:0:-1], range(e_shnum - 1, 0, -1)))
+        self._strtab, self._by_name_offset = strtab, by_name_offset
         found: dict[str, tuple[int, int]] = {}
         for wanted, needle in NEEDLES:
-            pos = strtab.find(needle)
-            best = None
-            while pos >= 0:
-                index = by_name_offset.get(pos)
-                if index is not None and (best is None or index < best):
-                    best = index
-                pos = strtab.find(needle, pos + 1)
+            best = _section_index(strtab, by_name_offset, needle)
             if best is None:
                 continue
             sh_type, offset, length = header(best)
@@ -358,6 +382,21 @@ class ModuleFile:
         if ".modinfo" not in found:
             raise ModuleFileError(f"{path} is not a complete kernel module: it has no .modinfo "
                                   f"section")
+
+    def _read_at(self, offset: int, length: int) -> bytes:
+        """Bytes of the (decompressed) module: from memory, the head read at first, or the file."""
+        end = offset + length
+        if self._data is not None:
+            return self._data[offset:end]
+        if end <= len(self._head):
+            return self._head[offset:end]
+        fd, _size = _open(self.path)
+        try:
+            return os.pread(fd, length, offset)
+        except OSError as exc:
+            raise ModuleFileError(f"cannot read {self.path}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
 
     def _split_signature(self, view: _View) -> None:
         size = view.size
@@ -508,6 +547,20 @@ class ModuleFile:
                          info.serial, info.hash_algo, info.key_identifier, info.signature)
 
     @_cached
+    def build_id(self) -> str | None:
+        """The GNU build id (hex) of ``.note.gnu.build-id``, or None when there is none.
+
+        kbuild links every module with ``--build-id=sha1``; the section usually sits in the
+        first bytes of the file, so finding it costs no further read (else one ``pread``)."""
+        index = _section_index(self._strtab, self._by_name_offset, BUILD_ID_SECTION)
+        if index is None:
+            return None
+        sh_type, offset, length = self._header(index)
+        if sh_type != SHT_NOTE or length == 0 or offset + length > self.size:
+            return None
+        return build_id_from_notes(self._read_at(offset, length), self._end)
+
+    @_cached
     def elf_length(self) -> int:
         """Bytes of ELF object before the signature (what the kernel loads)."""
         if self.signature is None or self._sig is None:
@@ -554,7 +607,20 @@ class ModuleFile:
             "versions": [v.as_dict() for v in self.versions],
             "elf": self.elf.as_dict(),
             "signature": sig.as_dict() if sig is not None else None,
+            "build_id": self.build_id,
         }
+
+
+def _section_index(strtab: bytes, by_name_offset: dict[int, int], needle: bytes) -> int | None:
+    """The index of the first section named ``needle`` (with its NUL), as kmod picks it."""
+    pos = strtab.find(needle)
+    best = None
+    while pos >= 0:
+        index = by_name_offset.get(pos)
+        if index is not None and (best is None or index < best):
+            best = index
+        pos = strtab.find(needle, pos + 1)
+    return best
 
 
 def _open(path: str) -> tuple[int, int]:

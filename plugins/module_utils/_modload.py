@@ -33,19 +33,18 @@ import json
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from io import BytesIO
 from typing import Any, Callable
 
 from . import _kernel_facts, _persist, _preflight
 from . import _modparams as mp
-from ._decompress import DecompressError, compression_of, decompress
 from ._files import write_atomic
 from ._kmsg import KernelLog
 from ._lock import LockTimeout, exclusive_lock
 from ._modfile import ModuleFileError, read_module_bytes
 from ._safepath import untrusted_reasons
-from ._sysfs import LoadedModule, build_id_from_notes, module_name, read_loaded
+from ._sysfs import LoadedModule, module_name, read_loaded
 from ._taint import read_taint
+from ._verdict import identity_matches
 
 Runner = Callable[[list], "tuple[int, str, str]"]
 
@@ -116,7 +115,10 @@ class Candidate:
     path: str
     data: bytes
     info: Any  # _modfile.ModuleFile
-    build_id: str | None
+
+    @property
+    def build_id(self) -> str | None:
+        return self.info.build_id
 
     @property
     def name(self) -> str:
@@ -144,21 +146,6 @@ class Candidate:
                 "sha256": self.sha256, "size": len(self.data)}
 
 
-def elf_build_id(data: bytes) -> str | None:
-    """The GNU build id of a module's ELF image (``.note.gnu.build-id``), or None."""
-    try:
-        from elftools.common.exceptions import ELFError
-        from elftools.elf.elffile import ELFFile
-
-        section = ELFFile(BytesIO(data)).get_section_by_name(".note.gnu.build-id")
-        if section is None:
-            return None
-        little = data[5:6] == b"\x01"
-        return build_id_from_notes(section.data(), "<" if little else ">")
-    except (ImportError, ELFError, ValueError, OSError):
-        return None
-
-
 def read_candidate(path: str, data: bytes | None = None) -> Candidate:
     if data is None:
         try:
@@ -168,14 +155,12 @@ def read_candidate(path: str, data: bytes | None = None) -> Candidate:
             raise ModloadError(f"cannot read {path}: {exc.strerror}") from None
     try:
         info = read_module_bytes(data, path)
-        kind = compression_of(data[:8])
-        image = data if kind == "none" else decompress(data, kind, path)
-    except (ModuleFileError, DecompressError) as exc:  # their messages say what is wrong
+    except ModuleFileError as exc:  # its message says what is wrong
         raise ModloadError(f"{path}: {exc}") from None
     if not info.name:
         raise ModloadError(f"{path}: the module's name cannot be read (no struct module name and "
                            "no name= in .modinfo)")
-    return Candidate(path, data, info, elf_build_id(image))
+    return Candidate(path, data, info)
 
 
 def _words(rc: int, out: str, err: str) -> str:
@@ -306,8 +291,8 @@ class _Operation:
             return None
         if not isinstance(record, dict):
             return None
-        same = _preflight.identity_matches(record.get("srcversion"), record.get("build_id"),
-                                           loaded.srcversion, loaded.build_id)
+        same = identity_matches(record.get("srcversion"), record.get("build_id"),
+                                loaded.srcversion, loaded.build_id)
         return record if same else None
 
     def ensure_state_dir(self, path: str) -> None:
@@ -367,8 +352,8 @@ class _Operation:
             except ModloadError as exc:
                 tried.append(str(exc))
                 return False
-            return bool(_preflight.identity_matches(cand.srcversion, cand.build_id,
-                                                    loaded.srcversion, loaded.build_id))
+            return bool(identity_matches(cand.srcversion, cand.build_id,
+                                         loaded.srcversion, loaded.build_id))
 
         if loaded.srcversion is None and loaded.build_id is None:
             return None, (f"the loaded {loaded.name} has neither a srcversion nor a build id in "
@@ -539,8 +524,8 @@ class _Operation:
             if loaded.builtin:
                 raise self.fail(f"{name} is built into kernel {host.release}; a module of that "
                                 "name cannot be loaded (the kernel answers 'File exists')")
-            same = _preflight.identity_matches(cand.srcversion, cand.build_id,
-                                               loaded.srcversion, loaded.build_id)
+            same = identity_matches(cand.srcversion, cand.build_id,
+                                    loaded.srcversion, loaded.build_id)
             differing, unverified = self.param_changes(cand, pairs, loaded, record)
             if unverified:
                 self.notes.append(f"parameters {', '.join(unverified)} of {name} cannot be read "
@@ -652,8 +637,8 @@ class _Operation:
         if now is None:
             raise self.fail(f"{' '.join(['insmod' if req.path else 'modprobe', name])} returned "
                             f"success but /sys/module/{name} does not exist")
-        if _preflight.identity_matches(cand.srcversion, cand.build_id, now.srcversion,
-                                       now.build_id) is False:
+        if identity_matches(cand.srcversion, cand.build_id, now.srcversion,
+                            now.build_id) is False:
             raise self.fail(f"after loading, /sys/module/{name} is another build (srcversion "
                             f"{now.srcversion}, build id {now.build_id}) than {cand.path}")
         res["loaded"] = now.as_dict()
@@ -673,7 +658,7 @@ class _Operation:
         ok, words = self.insert(rollback_file, name, old_pairs, [])
         back_story = self.klog.drain() if self.klog else []
         now = self.loaded_now(name)
-        back = ok and now is not None and _preflight.identity_matches(
+        back = ok and now is not None and identity_matches(
             loaded.srcversion, loaded.build_id, now.srcversion, now.build_id) is not False
         res["rollback"]["ok"] = back
         res["rollback"]["kernel_log"] = back_story

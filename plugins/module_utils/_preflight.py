@@ -5,8 +5,8 @@
 """Will the running kernel take this module? Asked before anything touches the kernel.
 
 modload's side of the verdict: the best Module.symvers there is (only the lines of the symbols
-the module imports are read), the verdict of ``_verdict`` (the one ``modinfo`` gives) plus what
-only matters for a real load, and what ``force`` changes in the kernel's checks.
+the module imports are read), the verdict of ``_verdict`` (the one ``modinfo`` gives), and what
+``force`` changes in the kernel's checks.
 """
 
 from __future__ import annotations
@@ -76,34 +76,13 @@ def wanted_symbols(module: Any) -> set[str]:
     return {"module_layout"} | {symbol.name for symbol in module.imports}
 
 
-def identity_matches(srcversion_a: str | None, build_id_a: str | None,
-                     srcversion_b: str | None, build_id_b: str | None) -> bool | None:
-    """Whether two builds are the same: every identity both sides have agrees; None when they
-    share none (nothing can be compared)."""
-    compared = False
-    for a, b in ((build_id_a, build_id_b), (srcversion_a, srcversion_b)):
-        if a and b:
-            compared = True
-            if a != b:
-                return False
-    return True if compared else None
-
-
 def verdict(module: Any, kernel: dict, symvers: dict[str, ExportedSymbol] | None = None,
             loaded: Any = None, symvers_path: str | None = None) -> dict:
-    """The modinfo verdict (``_verdict.verdict``) of ``module`` against the running kernel, plus
-    what only matters when loading for real: a kernel without CONFIG_MODULES loads nothing."""
-    result = modinfo_verdict(module, kernel, symvers, loaded.as_dict() if loaded else None,
-                             symvers_path)
-    options = (kernel.get("config") or {}).get("options") or {}
-    config_path = (kernel.get("config") or {}).get("path")
-    if config_path and "MODULES" in options and options["MODULES"] is None:
-        result["problems"].insert(0, _item(
-            "modules_disabled", f"{kernel.get('release') or 'the kernel'} is built without "
-            f"CONFIG_MODULES ({config_path}): it cannot load any module",
-            "build the code into a kernel instead; no module can help here"))
-        result["compatible"] = False
-    return result
+    """The modinfo verdict (``_verdict.verdict``, which also refuses a kernel without
+    CONFIG_MODULES) of ``module`` against the running kernel, with ``loaded`` a
+    ``_sysfs.LoadedModule``."""
+    return modinfo_verdict(module, kernel, symvers, loaded.as_dict() if loaded else None,
+                           symvers_path)
 
 
 def apply_force(result: dict, force: Iterable[str], kernel: dict, module: Any) -> dict:

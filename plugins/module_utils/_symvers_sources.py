@@ -124,11 +124,14 @@ def in_tree_modules(root: str, release: str) -> list[tuple[str, str]]:
     kernel = os.path.join(base, "kernel")
     found: dict[str, str] = {}
     for directory, _dirs, files in os.walk(kernel):
+        # os.walk's directories start with ``kernel``: slicing is relpath without its cost
+        # (relpath normalises both paths, thousands of times per scan)
+        prefix = directory[len(kernel) + 1:]
         for name in files:
             for suffix in MODULE_SUFFIXES:
                 if name.endswith(suffix):
-                    path = os.path.join(directory, name)
-                    found[os.path.relpath(path, kernel)[:-len(suffix)]] = path
+                    rel = f"{prefix}/{name}" if prefix else name
+                    found[rel[:-len(suffix)]] = os.path.join(directory, name)
                     break
     ordered: list[tuple[str, str]] = []
     try:
@@ -285,14 +288,11 @@ def check_modules(result: SymversResult, root: str, release: str,
     result.modules_checked = total
 
 
-def load(source: str, root: str, release: str, progress: Progress | None = None,
-         check: bool = True) -> SymversResult:
-    """The Module.symvers of ``source`` (``auto`` takes the first of ``SOURCES`` available).
-
-    With ``check``, the in-tree modules (when present) are checked against a file's table too.
-    """
+def resolve_source(source: str, root: str, release: str) -> tuple[str, str]:
+    """``(source, path)``: ``auto`` resolved to the first of ``SOURCES`` available, and the
+    file it reads (the kernel image for ``recover``). Only looks at which files exist."""
     if source == "auto":
-        available = [found["source"] for found in find_sources(root, release)]
+        available = find_sources(root, release)
         if not available:
             raise SourceError(
                 f"no source of Module.symvers for {release}"
@@ -300,15 +300,30 @@ def load(source: str, root: str, release: str, progress: Progress | None = None,
                 + f": no headers package (lib/modules/{release}/build/Module.symvers), no "
                 f"boot/symvers-{release}.gz, and no kernel image with in-tree modules to "
                 f"recover it from; install linux-headers-{release} or the kernel image package")
-        source = available[0]
+        return available[0]["source"], available[0]["path"]
     if source not in SOURCES:
         raise SourceError(f"unknown source {source!r}; use one of auto, {', '.join(SOURCES)}")
     if source == "recover":
-        return recover(root, release, progress)
+        path = find_image(root, release)
+        if path is None or modules_dir(root, release) is None:
+            raise _missing(source, root, release)
+        return source, path
     candidates = (headers_candidates if source == "headers" else boot_candidates)(root, release)
     path = _first_file(candidates)
     if path is None:
         raise _missing(source, root, release)
+    return source, path
+
+
+def load(source: str, root: str, release: str, progress: Progress | None = None,
+         check: bool = True) -> SymversResult:
+    """The Module.symvers of ``source`` (``auto`` takes the first of ``SOURCES`` available).
+
+    With ``check``, the in-tree modules (when present) are checked against a file's table too.
+    """
+    source, path = resolve_source(source, root, release)
+    if source == "recover":
+        return recover(root, release, progress)
     _say(progress, f"reading {path}")
     result = _read_text(source, path)
     if check and modules_dir(root, release) is not None:

@@ -18,12 +18,13 @@ Every function takes the paths it reads, so tests can point them at a fake tree.
 from __future__ import annotations
 
 import os
-import struct
+import sys
 from dataclasses import dataclass, field
+
+from ._modfile import build_id_from_notes
 
 SYS_MODULE = "/sys/module"
 PROC_MODULES = "/proc/modules"
-NT_GNU_BUILD_ID = 3
 
 
 def module_name(name: str) -> str:
@@ -84,19 +85,17 @@ def _read(path: str) -> str | None:
         return None
 
 
-def build_id_from_notes(data: bytes, byteorder: str = "<") -> str | None:
-    """The GNU build id (hex) in a blob of ELF notes (a note section's bytes), or None."""
-    offset = 0
-    while offset + 12 <= len(data):
-        namesz, descsz, ntype = struct.unpack_from(byteorder + "III", data, offset)
-        offset += 12
-        name = data[offset:offset + namesz]
-        offset += (namesz + 3) & ~3
-        desc = data[offset:offset + descsz]
-        offset += (descsz + 3) & ~3
-        if ntype == NT_GNU_BUILD_ID and name.rstrip(b"\0") == b"GNU" and desc:
-            return desc.hex()
-    return None
+def read_build_id(base: str) -> str | None:
+    """The GNU build id of the loaded module at ``base`` (``/sys/module/<name>``), or None.
+
+    ``notes/.note.gnu.build-id`` holds the section as loaded: ELF notes in the kernel's byte
+    order, which is this host's."""
+    try:
+        with open(os.path.join(base, "notes", ".note.gnu.build-id"), "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    return build_id_from_notes(data, "<" if sys.byteorder == "little" else ">")
 
 
 def read_loaded(name: str, sys_module: str = SYS_MODULE) -> LoadedModule | None:
@@ -118,11 +117,7 @@ def read_loaded(name: str, sys_module: str = SYS_MODULE) -> LoadedModule | None:
         module.holders = sorted(os.listdir(os.path.join(base, "holders")))
     except OSError:
         module.holders = []
-    try:
-        with open(os.path.join(base, "notes", ".note.gnu.build-id"), "rb") as handle:
-            module.build_id = build_id_from_notes(handle.read())
-    except OSError:
-        module.build_id = None
+    module.build_id = read_build_id(base)
     params_dir = os.path.join(base, "parameters")
     try:
         names = sorted(os.listdir(params_dir))

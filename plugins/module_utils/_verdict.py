@@ -8,6 +8,8 @@
 ``kernel/module/main.c``, ``version.c``, ``signing.c``) in its order, so the first problem is
 the one the kernel would print:
 
+0. A kernel built without ``CONFIG_MODULES`` has no ``init_module`` system call at all: nothing
+   loads (``modules_disabled``; insmod: ``Function not implemented``).
 1. ``module_sig_check``: an unsigned module is refused when ``sig_enforce`` is set or lockdown is
    on (``signature_required``); on a ``MODULE_SIG`` kernel it otherwise loads with taint E
    (``unsigned``); an unparseable signature is fatal even when not enforced
@@ -18,8 +20,11 @@ the one the kernel would print:
 4. ``check_modinfo``: ``same_magic(modmagic, vermagic, has_crcs)`` (``vermagic``); the release
    word is skipped when the module has a ``__versions`` section, so a different one only warns
    (``release_differs``); no ``intree`` taints O (``out_of_tree``).
-5. ``add_unformed_module``: a module of that name already loaded (``already_loaded``,
-   ``other_version_loaded``).
+5. ``add_unformed_module``: a module of that name already loaded (``already_loaded`` when it
+   is this very build, ``other_version_loaded`` otherwise). A build is known by its srcversion
+   and its GNU build id (``identity_matches``): the srcversion is a digest of the sources only,
+   so two builds of the same sources (another tree, other CRCs) share it; the build id tells
+   them apart.
 6. ``simplify_symbols`` -> ``resolve_symbol``: each undefined symbol must be exported
    (``unknown_symbol``; GPL-only exports are invisible to non-GPL modules), its CRC checked by
    ``check_version`` (``no_symbol_version``, ``crc_mismatch``), its namespace imported
@@ -91,7 +96,8 @@ def verdict(module: ModuleFile, kernel: Mapping[str, Any],
     ``kernel`` is a ``kmod_kernel`` facts dict (release, vermagic, elf_machine, elf_class,
     modversions, sig_enforce, lockdown, config.options …; missing keys mean unknown).
     ``symvers`` is the kernel's export table (``_symvers.read_symvers``), ``loaded`` what
-    ``/sys/module/<name>`` says (``{"name", "srcversion"}``) when a module of that name is loaded.
+    ``/sys/module/<name>`` says (``{"name", "srcversion", "build_id"}``, ``_sysfs.read_loaded``)
+    when a module of that name is loaded.
     """
     problems: list[dict[str, Any]] = []
     warnings: list[dict[str, Any]] = []
@@ -103,6 +109,7 @@ def verdict(module: ModuleFile, kernel: Mapping[str, Any],
     if modversions is None and kernel_magic:
         modversions = parse_vermagic(kernel_magic).modversions
 
+    _modules_disabled(kernel, options, problems)
     _signature(module, kernel, options, name, problems, warnings)
     _elf(module, kernel, name, problems)
     if modversions:
@@ -137,6 +144,21 @@ def verdict(module: ModuleFile, kernel: Mapping[str, Any],
             "writes one)"))
     return {"compatible": not problems, "problems": problems, "warnings": warnings,
             "symvers": symvers_source}
+
+
+def _modules_disabled(kernel: Mapping[str, Any], options: Mapping[str, Any],
+                      problems: list) -> None:
+    """A kernel whose configuration (read from a file) has CONFIG_MODULES not set.
+
+    Only a configuration that was read counts: a hand-written kernel dict without a config path
+    says nothing about MODULES by leaving it out or null."""
+    config_path = (kernel.get("config") or {}).get("path")
+    if config_path and "MODULES" in options and not _enabled(options, "MODULES"):
+        problems.append(_item(
+            "modules_disabled", f"{kernel.get('release') or 'the kernel'} is built without "
+            f"CONFIG_MODULES ({config_path}): it cannot load any module (it has no init_module "
+            "system call; insmod: Function not implemented)",
+            "build the code into a kernel instead; no module can help here"))
 
 
 def _signature(module: ModuleFile, kernel: Mapping[str, Any], options: Mapping[str, Any],
@@ -271,22 +293,46 @@ def _vermagic(module: ModuleFile, kernel_magic: str | None, force_load: bool | N
             "source tree's release match)"))
 
 
+def identity_matches(srcversion_a: str | None, build_id_a: str | None,
+                     srcversion_b: str | None, build_id_b: str | None) -> bool | None:
+    """Whether two builds of a module are the same one: every identity both sides have (GNU
+    build id, srcversion) agrees. None when they share none, so nothing can be compared."""
+    compared = False
+    for a, b in ((build_id_a, build_id_b), (srcversion_a, srcversion_b)):
+        if a and b:
+            compared = True
+            if a != b:
+                return False
+    return True if compared else None
+
+
+def _identity(srcversion: Any, build_id: Any) -> str:
+    words = [f"srcversion {srcversion}" if srcversion else "no srcversion"]
+    if build_id:
+        words.append(f"build id {build_id}")
+    return ", ".join(words)
+
+
 def _loaded(module: ModuleFile, loaded: Mapping[str, Any] | None, name: str,
             warnings: list) -> None:
     if not loaded:
         return
     mine = module.fields.get("srcversion")
+    mine = mine if isinstance(mine, str) else None
     theirs = loaded.get("srcversion")
-    if mine and theirs and mine == theirs:
+    their_build = loaded.get("build_id")
+    my_build = module.build_id
+    if identity_matches(mine, my_build, theirs, their_build):
         warnings.append(_item(
-            "already_loaded", f"a module {name} with the same srcversion {mine} is already "
-            "loaded: insmod would fail with 'File exists'", "nothing to do: this build is "
-            "already running (vermagic.kmod.modload reports it as loaded)"))
+            "already_loaded", f"this very build of {name} is already loaded "
+            f"({_identity(mine, my_build)}): insmod would fail with 'File exists'",
+            "nothing to do: this build is already running (vermagic.kmod.modload reports it as "
+            "loaded)"))
     else:
         warnings.append(_item(
-            "other_version_loaded", f"another {name} is loaded (srcversion "
-            f"{theirs or 'unknown'}, this file {mine or 'has none'}): insmod would fail with "
-            "'File exists' unless the loaded one is removed first",
+            "other_version_loaded", f"another build of {name} is loaded "
+            f"({_identity(theirs, their_build)}; this file: {_identity(mine, my_build)}): "
+            "insmod would fail with 'File exists' unless the loaded one is removed first",
             "replace it (vermagic.kmod.modload with replace: true) or unload it first"))
 
 

@@ -16,7 +16,8 @@ description:
     class and machine, and the appended signature (signer, key id, hash algorithm).
   - Given a kernel, by its facts (O(kernel), what M(vermagic.kmod.kernel_facts) returns) or by
     O(release) and O(root), it also returns a RV(verdict) that follows the kernel's own load
-    checks in their order (Linux 6.1 C(kernel/module)) - signature policy, ELF class and
+    checks in their order (Linux 6.1 C(kernel/module)) - module support at all
+    (C(CONFIG_MODULES)), signature policy, ELF class and
     machine, C(module_layout), the C(same_magic) rule (the release word is skipped when the
     module carries C(__versions)), a module of that name already loaded, and with a
     C(Module.symvers) every imported symbol's existence, CRC and namespace.
@@ -35,8 +36,9 @@ options:
       - The kernel to judge the module against, as the C(kmod_kernel) facts of
         M(vermagic.kmod.kernel_facts) (C(ansible_facts.kmod_kernel)).
       - The verdict uses C(vermagic), C(modversions), C(elf_class), C(elf_machine),
-        C(sig_enforce), C(lockdown), C(running), C(symvers) and C(config.options)
-        (C(MODULE_SIG), C(MODULE_FORCE_LOAD), C(MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS)). A key
+        C(sig_enforce), C(lockdown), C(running), C(symvers), C(config.path) and
+        C(config.options) (C(MODULES), C(MODULE_SIG), C(MODULE_FORCE_LOAD),
+        C(MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS)). A key
         that is missing or null means unknown; what cannot be checked is said in the warnings.
       - Mutually exclusive with O(release) and O(root).
     type: dict
@@ -169,6 +171,15 @@ vermagic:
     mod_unload: true
     modversions: true
     arch: []
+build_id:
+  description:
+    - The GNU build id of the module (the descriptor of its C(.note.gnu.build-id) note, hex),
+      null when it has none. kbuild links every module with one; it tells apart two builds of
+      the same sources, which share their C(srcversion).
+    - Once loaded, the kernel shows it in C(/sys/module/<name>/notes/.note.gnu.build-id).
+  returned: success
+  type: str
+  sample: 3f2b6c1e0a9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b
 has_versions:
   description:
     - Whether the module has a C(__versions) section (even an empty one), which makes the kernel
@@ -218,10 +229,15 @@ kernel_release:
   type: str
   sample: 6.1.0-56-amd64
 loaded:
-  description: The loaded module of the same name (C(name), C(srcversion)), null when none.
+  description:
+    - The loaded module of the same name (C(name), C(srcversion), C(build_id) from
+      C(/sys/module/<name>)), null when none is loaded.
+    - The verdict says C(already_loaded) when it is this very build (srcversion and build id
+      agree, as far as both sides have them), C(other_version_loaded) otherwise.
   returned: when the kernel is the running one
   type: dict
-  sample: {name: hello, srcversion: 6B2AF7C8D0F1E2A3B4C5D6E}
+  sample: {name: hello, srcversion: 6B2AF7C8D0F1E2A3B4C5D6E,
+           build_id: 3f2b6c1e0a9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b}
 verdict:
   description:
     - C(compatible) is true when the kernel would load the module (possibly with a taint).
@@ -229,8 +245,9 @@ verdict:
       what it would print; C(warnings) are what it would log or taint, or what could not be
       checked. Each item has a stable C(code), C(msg) (what the kernel would do or print) and
       C(fix) (what to do); C(symbols) lists the symbols when an item concerns several.
-    - Problem codes C(signature_required), C(signature_invalid), C(elf_class), C(machine),
-      C(no_symbol_version), C(crc_mismatch), C(no_versions_forbidden), C(vermagic),
+    - Problem codes C(modules_disabled) (the kernel's configuration has no C(CONFIG_MODULES),
+      so it loads no module at all), C(signature_required), C(signature_invalid), C(elf_class),
+      C(machine), C(no_symbol_version), C(crc_mismatch), C(no_versions_forbidden), C(vermagic),
       C(unknown_symbol), C(namespace_not_imported). Warning codes C(unsigned),
       C(signature_untrusted), C(forced_load), C(release_differs), C(out_of_tree),
       C(already_loaded), C(other_version_loaded), C(crcs_unchecked), C(vermagic_unchecked).
@@ -265,6 +282,7 @@ from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import (
 from ansible_collections.vermagic.kmod.plugins.module_utils._verdict import verdict
 from ansible_collections.vermagic.kmod.plugins.module_utils._symvers import (
     SymversError, read_symvers)
+from ansible_collections.vermagic.kmod.plugins.module_utils._sysfs import SYS_MODULE, read_loaded
 from ansible_collections.vermagic.kmod.plugins.module_utils._vermagic import parse_vermagic
 
 WRONG_INPUT = ("elf_class", "machine")
@@ -302,19 +320,14 @@ def _symvers(module: AnsibleModule, kernel: dict) -> tuple[dict | None, str | No
     return None, None
 
 
-def _loaded(name: str | None, sys_module: str = "/sys/module") -> dict | None:
-    """The loaded module of that name (``initstate`` exists only for loadable modules)."""
+def _loaded(name: str | None, sys_module: str = SYS_MODULE) -> dict | None:
+    """The loaded module of that name, a built-in one not counted (it has no ``initstate``)."""
     if not name:
         return None
-    base = os.path.join(sys_module, name)
-    if not os.path.exists(os.path.join(base, "initstate")):
+    loaded = read_loaded(name, sys_module)
+    if loaded is None or loaded.builtin:
         return None
-    try:
-        with open(os.path.join(base, "srcversion"), encoding="ascii", errors="replace") as handle:
-            srcversion: str | None = handle.read().strip()
-    except OSError:
-        srcversion = None
-    return {"name": name, "srcversion": srcversion}
+    return {"name": loaded.name, "srcversion": loaded.srcversion, "build_id": loaded.build_id}
 
 
 def main() -> None:

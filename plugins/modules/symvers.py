@@ -31,7 +31,16 @@ description:
     reported in RV(conflicts) and as a warning; the exporter's own CRC is written, since it is
     the one the kernel checks modules against.
   - The file is written only when its symbols change (a file with the same lines in another order
-    is left as it is), atomically, under a lock in the destination directory.
+    is left as it is), atomically, under the lock of the directory it is written into (the tree's
+    lock, which M(vermagic.kmod.kbuild) and M(vermagic.kmod.kernel_release) take too, so no
+    prepare or build of that tree runs meanwhile).
+  - A stamp of the inputs is kept next to O(dest), in C(.vermagic-kmod.<dest name>.fingerprint).
+    It holds the source used and what C(stat) says of the file it reads (size, mtime, inode), the
+    same of every in-tree module, the release and root, the SHA-256 of O(dest) as written, and
+    the result. A rerun whose inputs and O(dest) agree with the stamp reads no kernel image and
+    no module; it returns the recorded result with RV(cached=true). Anything else (O(dest)
+    edited or removed, the kernel package or its headers updated, a module added or removed,
+    another source available to O(source=auto)) is a full run, with the reasons in RV(reasons).
 extends_documentation_fragment:
   - vermagic.kmod._attributes
 attributes:
@@ -39,7 +48,8 @@ attributes:
     support: full
     details:
       - The source is read (and a recovery done) in check mode too, so RV(symbols),
-        RV(conflicts) and the change are reported; nothing is written.
+        RV(conflicts) and the change are reported; nothing is written, not even the stamp. A
+        stamp that agrees answers in check mode as it does otherwise.
   diff_mode:
     support: full
     details:
@@ -74,11 +84,18 @@ options:
     type: str
     choices: [auto, headers, boot, recover]
     default: auto
+  lock_timeout:
+    description:
+      - How long to wait, in seconds, for another run that holds the lock of the directory of
+        O(dest) (a prepare or build of that tree, or another write).
+    type: int
+    default: 600
 notes:
   - Recovery needs no pyelftools and no kernel tools; C(zstd) payloads need the C(zstandard)
     Python package or the C(zstd) program.
-  - The lock is the file C(.vermagic-kmod.lock) next to O(dest); it is created when the file is
-    written.
+  - The lock is the tree's lock the other modules take, a file under C(/run/lock/vermagic-kmod)
+    (for root; the temporary directory otherwise) named after the device and inode of the
+    directory of O(dest), never a file in the tree. It is taken only to write.
   - Recovery writes the line layout of Linux 5.8 and later (C(CRC symbol module export
     namespace)). For older kernels use the C(headers) or C(boot) source, which are written as
     they are.
@@ -145,10 +162,25 @@ conflicts:
   elements: dict
   sample: []
 modules_checked:
-  description: How many in-tree modules were read (their exports and C(__versions)).
+  description:
+    - How many in-tree modules were read (their exports and C(__versions)); when RV(cached), by
+      the run that wrote O(dest).
   returned: success
   type: int
   sample: 4023
+cached:
+  description:
+    - The stamp next to O(dest) agreed with the inputs and with O(dest), so the result is the
+      one recorded by the run that wrote it, and nothing was read again.
+  returned: success
+  type: bool
+  sample: true
+reasons:
+  description: Why the source was read again (empty when RV(cached)).
+  returned: success
+  type: list
+  elements: str
+  sample: ["the in-tree modules changed: '4023 modules' -> '4024 modules'"]
 changes:
   description: How many symbols the write adds, removes and changes against the file there was.
   returned: success
@@ -179,14 +211,20 @@ from ansible.module_utils.common.text.converters import to_bytes
 from ansible_collections.vermagic.kmod.plugins.module_utils._files import write_atomic
 from ansible_collections.vermagic.kmod.plugins.module_utils._kernel_facts import (
     KernelFactsError, RunningView, choose_release)
-from ansible_collections.vermagic.kmod.plugins.module_utils._lock import (
-    LockTimeout, exclusive_lock)
+from ansible_collections.vermagic.kmod.plugins.module_utils._lock import LockTimeout, tree_lock
 from ansible_collections.vermagic.kmod.plugins.module_utils._symvers import (
     SymversError, compare, parse_symvers, read_text)
 from ansible_collections.vermagic.kmod.plugins.module_utils._symvers_sources import (
-    SourceError, load)
+    SourceError, load, resolve_source)
+from ansible_collections.vermagic.kmod.plugins.module_utils import _symvers_stamp as stamp
 
-LOCK_NAME = ".vermagic-kmod.lock"
+NO_CHANGES = {"added": 0, "removed": 0, "changed": 0}
+
+
+def _warn_conflicts(module: AnsibleModule, conflicts: list[dict[str, str]]) -> None:
+    if conflicts:
+        module.warn(f"{len(conflicts)} CRC conflicts between the Module.symvers and the "
+                    f"in-tree modules' __versions, e.g.: {conflicts[0]['msg']}")
 
 
 def main() -> None:
@@ -197,6 +235,7 @@ def main() -> None:
             root=dict(type="path", default="/"),
             source=dict(type="str", default="auto",
                         choices=["auto", "headers", "boot", "recover"]),
+            lock_timeout=dict(type="int", default=600),
         ),
         supports_check_mode=True,
     )
@@ -204,7 +243,8 @@ def main() -> None:
     dest = module.params["dest"]
     if os.path.isdir(dest):
         dest = os.path.join(dest, "Module.symvers")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
+    directory = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(directory):
         module.fail_json(msg=f"the directory of dest {dest} does not exist; create it first "
                              "(it is usually the top of the prepared kernel tree)")
     if not os.path.isdir(root):
@@ -212,10 +252,21 @@ def main() -> None:
     try:
         view = RunningView.from_host() if os.path.abspath(root) == "/" else None
         release = choose_release(root, module.params["release"], view)
-        result = load(module.params["source"], root, release)
+        source, path = resolve_source(module.params["source"], root, release)
+        inputs = stamp.inputs(source, path, root, release)
     except (KernelFactsError, SourceError) as exc:
         module.fail_json(msg=str(exc))
 
+    cached, reasons = stamp.recorded(dest, inputs)
+    if cached is not None:  # nothing changed since the last run: nothing read again
+        _warn_conflicts(module, cached["conflicts"])
+        module.exit_json(changed=False, cached=True, reasons=[], dest=dest, release=release,
+                         changes=dict(NO_CHANGES), **cached)
+
+    try:
+        result = load(source, root, release)
+    except SourceError as exc:
+        module.fail_json(msg=str(exc))
     before_text = None
     before = {}
     if os.path.exists(dest):
@@ -230,6 +281,8 @@ def main() -> None:
     changes = compare(before, result.symbols)
     out = dict(
         changed=not same,
+        cached=False,
+        reasons=reasons,
         dest=dest,
         source=result.source,
         path=result.path,
@@ -237,7 +290,7 @@ def main() -> None:
         symbols=len(result.symbols),
         conflicts=result.conflicts,
         modules_checked=result.modules_checked,
-        changes=changes.counts() if not same else {"added": 0, "removed": 0, "changed": 0},
+        changes=changes.counts() if not same else dict(NO_CHANGES),
     )
     if result.source == "recover":
         out["recovery"] = result.details
@@ -246,20 +299,19 @@ def main() -> None:
         if before_text is not None and not changes:
             gone, come = "(the same symbols in another layout)\n", ""
         out["diff"] = dict(before_header=dest, after_header=dest, before=gone, after=come)
-    if not same and not module.check_mode:
-        lock = os.path.join(os.path.dirname(os.path.abspath(dest)), LOCK_NAME)
+    if not module.check_mode:
         try:
-            with exclusive_lock(lock):
-                write_atomic(dest, to_bytes(result.text))
+            # The tree's lock: no prepare or build of the tree runs while it is written.
+            with tree_lock(directory, timeout=module.params["lock_timeout"]):
+                if not same:
+                    write_atomic(dest, to_bytes(result.text))
+                stamp.record(dest, inputs, out)
         except LockTimeout as exc:
-            module.fail_json(msg=str(exc))
+            module.fail_json(msg=f"cannot write {dest}: {exc} (option lock_timeout)")
         except OSError as exc:
-            module.fail_json(msg=f"cannot write {dest}: {exc.strerror}; check that its "
-                                 "directory is writable", exception=traceback.format_exc())
-    if result.conflicts:
-        first = result.conflicts[0]["msg"]
-        module.warn(f"{len(result.conflicts)} CRC conflicts between the Module.symvers and the "
-                    f"in-tree modules' __versions, e.g.: {first}")
+            module.fail_json(msg=f"cannot write {exc.filename or dest}: {exc.strerror}; check "
+                                 "that its directory is writable", exception=traceback.format_exc())
+    _warn_conflicts(module, result.conflicts)
     module.exit_json(**out)
 
 

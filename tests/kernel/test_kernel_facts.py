@@ -18,15 +18,10 @@ from ansible.module_utils import basic
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._bzimage import read_header
 from ansible_collections.vermagic.kmod.plugins.modules import kernel_facts
-from tests.support.debian import DebianKernel, fetch
+from tests.support.debian import DebianKernel
 from tests.support.module_runner import run_module
 
 DEBIAN_VERMAGIC = "6.1.0-56-amd64 SMP preempt mod_unload modversions "
-
-
-@pytest.fixture(scope="module")
-def kernel() -> DebianKernel:
-    return fetch()
 
 
 @pytest.fixture(scope="module")

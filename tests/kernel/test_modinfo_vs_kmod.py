@@ -17,7 +17,7 @@ import pytest
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import kmod_hex, read_module
 from ansible_collections.vermagic.kmod.plugins.modules import modinfo
-from tests.support.debian import DebianKernel, fetch
+from tests.support.debian import DebianKernel
 from tests.support.kmod_modinfo import modinfo_field, modinfo_listing
 from tests.support.module_runner import run_module
 
@@ -28,11 +28,6 @@ SAMPLE_EVERY = 100  # compressed copies: every 100th module (41 of 4,023)
 
 def say(msg: str) -> None:
     print(f"[modinfo-vs-kmod] {msg}", file=sys.stderr, flush=True)
-
-
-@pytest.fixture(scope="module")
-def kernel() -> DebianKernel:
-    return fetch()
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +96,31 @@ def test_every_key_of_every_module_matches_kmods_full_listing(paths, kmod):
     assert not mismatches, f"{len(mismatches)} files differ, e.g. {mismatches[:5]}"
 
 
+def readelf_build_ids(paths: list[str], batch: int = 1000) -> dict[str, str | None]:
+    """binutils' ``readelf -n``: each file's GNU build id (None when it prints none)."""
+    found: dict[str, str | None] = {}
+    for start in range(0, len(paths), batch):
+        chunk = paths[start:start + batch]
+        text = subprocess.run(["readelf", "-n", "-W", *chunk], capture_output=True, text=True,
+                              check=True, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"}).stdout
+        current = chunk[0] if len(chunk) == 1 else None  # "File: …" only with several files
+        for line in text.splitlines():
+            if line.startswith("File: "):
+                current = line[len("File: "):]
+                found[current] = None
+            elif "Build ID:" in line:
+                found[current] = line.split("Build ID:", 1)[1].strip()
+    return found
+
+
+def test_every_build_id_is_the_one_readelf_prints(paths):
+    theirs = readelf_build_ids(paths)
+    assert len(theirs) == len(paths)
+    mismatches = [p for p in paths if read_module(p).build_id != theirs[p]]
+    assert not mismatches, f"{len(mismatches)} build ids differ, e.g. {mismatches[:5]}"
+    assert all(theirs.values())  # kbuild links every module with --build-id
+
+
 def test_parm_as_modinfo_F_parm_prints_it(paths, kmod):
     with_params = [p for p in paths if any(k == "parm" for k, _v in kmod[p])]
     sample = with_params[::10]
@@ -131,7 +151,7 @@ def test_compressed_copies_read_the_same(paths, kmod, tmp_path):
             assert not result["failed"], f"{copy}: {result['msg']}"
             assert result["compression"] == {"xz": "xz", "gz": "gzip", "zst": "zstd"}[suffix]
             for key in ("fields", "versions", "elf", "signature", "vermagic", "name",
-                        "has_versions"):
+                        "has_versions", "build_id"):
                 assert result[key] == plain[key], f"{copy}: {key} differs"
             checked += 1
         # kmod reads xz and zstd itself here (its build has no zlib): same answers

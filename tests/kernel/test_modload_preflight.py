@@ -14,13 +14,13 @@ import time
 
 import pytest
 
-from ansible_collections.vermagic.kmod.plugins.module_utils._kernel_facts import gather
 from ansible_collections.vermagic.kmod.plugins.module_utils._modload import read_candidate
 from ansible_collections.vermagic.kmod.plugins.module_utils._preflight import (
-    apply_force, identity_matches, load_symvers, verdict, wanted_symbols)
+    apply_force, load_symvers, verdict, wanted_symbols)
 from ansible_collections.vermagic.kmod.plugins.module_utils._sysfs import LoadedModule
-from tests.support.debian import DebianKernel, fetch
-from tests.support.variants import VARIANTS, build_all, build_hello
+from ansible_collections.vermagic.kmod.plugins.module_utils._verdict import identity_matches
+from tests.support.debian import DebianKernel
+from tests.support.variants import VARIANTS, Variant, build_hello
 
 
 def say(msg: str) -> None:
@@ -28,23 +28,13 @@ def say(msg: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def kernel() -> DebianKernel:
-    return fetch()
-
-
-@pytest.fixture(scope="module")
-def facts(kernel: DebianKernel) -> dict:
-    found, _warnings = gather(str(kernel.root), kernel.release)
-    return found
-
-
-@pytest.fixture(scope="module")
-def builds(kernel: DebianKernel, tmp_path_factory) -> dict:
+def builds(kernel: DebianKernel, variants: dict[str, Variant], tmp_path_factory) -> dict:
+    """Variants a-e (shared) and v2 (HELLO_VERSION 2.0), read as modload reads them."""
     start = time.monotonic()
-    dest = tmp_path_factory.mktemp("builds")
-    kos = {name: variant.ko for name, variant in build_all(kernel, dest).items()}
-    kos["v2"] = build_hello(kernel.headers, dest / "v2", version="2.0")
-    say(f"built a-e and v2 in {time.monotonic() - start:.1f} s")
+    kos = {name: variant.ko for name, variant in variants.items()}
+    kos["v2"] = build_hello(kernel.headers, tmp_path_factory.mktemp("builds") / "v2",
+                            version="2.0")
+    say(f"built v2 in {time.monotonic() - start:.1f} s")
     return {name: read_candidate(str(ko)) for name, ko in kos.items()}
 
 
@@ -99,7 +89,12 @@ def test_force_removes_only_what_the_kernel_skips(builds, facts):
 
 
 def test_the_loaded_build_is_named(builds, facts):
-    a, v2 = builds["a"], builds["v2"]
+    a, d, v2 = builds["a"], builds["d"], builds["v2"]
     loaded = LoadedModule("hello", "live", srcversion=a.srcversion, build_id=a.build_id)
     codes = [w["code"] for w in judge(v2, facts, loaded)["warnings"]]
     assert "other_version_loaded" in codes
+    assert "already_loaded" in [w["code"] for w in judge(a, facts, loaded)["warnings"]]
+    # d has a's srcversion (same sources, another tree): only the build id tells them apart
+    other = [w for w in judge(d, facts, loaded)["warnings"] if w["code"] == "other_version_loaded"]
+    assert other and f"build id {a.build_id}" in other[0]["msg"]
+    assert f"build id {d.build_id}" in other[0]["msg"]

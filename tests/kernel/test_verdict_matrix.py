@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.vermagic.kmod.plugins.module_utils._kernel_facts import gather
 from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import read_module
 from ansible_collections.vermagic.kmod.plugins.module_utils._symvers import read_symvers
 from ansible_collections.vermagic.kmod.plugins.module_utils._verdict import verdict
 from ansible_collections.vermagic.kmod.plugins.modules import modinfo
-from tests.support.debian import DebianKernel, fetch
+from tests.support.debian import DebianKernel
 from tests.support.module_runner import run_module
-from tests.support.variants import ALTERED_SYMBOL, OTHER_RELEASE, Variant, build_all
+from tests.support.variants import ALTERED_SYMBOL, OTHER_RELEASE, Variant
 
 # What insmod printed for the refused variants on the real kernel under qemu (EINVAL for a
 # symbol's CRC, ENOEXEC for the rest); newer tests/support/variants.py carries it as
@@ -32,19 +31,6 @@ INSMOD_ERRORS = {"b": "Invalid module format", "d": "Invalid parameters",
 
 def say(msg: str) -> None:
     print(f"[verdict-matrix] {msg}", file=sys.stderr, flush=True)
-
-
-@pytest.fixture(scope="module")
-def kernel() -> DebianKernel:
-    return fetch()
-
-
-@pytest.fixture(scope="module")
-def variants(kernel: DebianKernel, tmp_path_factory) -> dict[str, Variant]:
-    start = time.monotonic()
-    built = build_all(kernel, tmp_path_factory.mktemp("variants"))
-    say(f"built variants a-e in {time.monotonic() - start:.1f} s")
-    return built
 
 
 @pytest.fixture(scope="module")
@@ -120,16 +106,13 @@ def test_the_first_problem_names_insmods_error(results, variants, name):
     assert f"insmod: {expected}" in results[name]["verdict"]["problems"][0]["msg"]
 
 
-def test_without_symvers_the_crc_change_cannot_be_seen(kernel, variants):
-    facts, _warnings = gather(str(kernel.root), kernel.release)
-    facts["symvers"] = []
-    result = verdict(read_module(str(variants["d"].ko)), facts)
+def test_without_symvers_the_crc_change_cannot_be_seen(facts, variants):
+    result = verdict(read_module(str(variants["d"].ko)), dict(facts, symvers=[]))
     assert result["compatible"]
     assert "crcs_unchecked" in codes(result["warnings"])
 
 
-def test_every_in_tree_module_is_compatible_with_its_kernel(kernel):
-    facts, _warnings = gather(str(kernel.root), kernel.release)
+def test_every_in_tree_module_is_compatible_with_its_kernel(kernel, facts):
     table = read_symvers(str(kernel.headers / "Module.symvers"))
     start = time.monotonic()
     odd = []
@@ -143,9 +126,8 @@ def test_every_in_tree_module_is_compatible_with_its_kernel(kernel):
     assert not odd, f"{len(odd)} in-tree modules not plainly compatible:\n" + "\n".join(odd[:10])
 
 
-def test_enforcement_changes_the_verdict(kernel, variants):
-    facts, _warnings = gather(str(kernel.root), kernel.release)
-    facts["sig_enforce"] = True
+def test_enforcement_changes_the_verdict(kernel, facts, variants):
+    facts = dict(facts, sig_enforce=True)
     hello = verdict(read_module(str(variants["a"].ko)), facts)
     assert codes(hello["problems"]) == ["signature_required"]
     vfat = verdict(read_module(str(kernel.modules_dir / "kernel/fs/fat/vfat.ko")), facts)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -92,6 +93,15 @@ def test_round_trip_and_differences_in_words(tmp_path):
     assert new.differences(None) == ["no fingerprint of an earlier build"]
     same = fp.Fingerprint(dict(old.components), files=dict(files))
     assert same.differences(loaded) == []
+
+
+def test_data_is_kept_and_absent_when_empty(tmp_path):
+    path = str(tmp_path / "fp.json")
+    fp.store(path, fp.Fingerprint({"a": "1"}))
+    assert "data" not in json.loads(open(path).read())  # kbuild's fingerprints stay as they were
+    result = {"symbols": 24683, "conflicts": [{"kind": "crc"}], "recovery": {"modversions": True}}
+    fp.store(path, fp.Fingerprint({"a": "1"}, data=result))
+    assert fp.load(path).data == result
 
 
 @pytest.mark.parametrize("text", ["", "{", "[]", '{"format": 99, "components": {}}',

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.vermagic.kmod.plugins.module_utils import _kernel_facts
 from ansible_collections.vermagic.kmod.plugins.module_utils._kernel_facts import (
     KernelFactsError, ModuleReadError, ModuleView, ReaderUnavailable, RunningView, gather)
 from tests.support.fakeroot import (
@@ -334,6 +335,46 @@ def test_compression_from_file_names(tmp_path, suffix, kind):
     assert facts["module_compression"] == kind
     assert facts["vermagic_source"] == f"kernel/lib/crc7{suffix}"
     assert any("reporting " + kind in w for w in warnings)  # the config says none
+
+
+def test_compression_counts_files_only_and_enters_no_linked_directory(tmp_path):
+    root = make_root(tmp_path / "root", modules=False)
+    moddir = root / "lib/modules" / RELEASE
+    add_modules(root, names=("kernel/lib/crc7.ko.xz", "kernel/lib/crc16.ko.xz",
+                             "kernel/fs/a.ko", "kernel/fs/deep/er/b.ko.xz"))
+    (moddir / "kernel/fs/dir.ko").mkdir()                  # a directory named like a module
+    write(moddir / "kernel/fs/dir.ko/c.ko.zst", b"x")      # ... is entered all the same
+    os.symlink("../lib/crc7.ko.xz", moddir / "kernel/fs/link.ko.xz")  # a linked file counts
+    os.symlink("../lib", moddir / "kernel/fs/linked-dir")  # a linked directory is not entered
+    write(moddir / "kernel/fs/readme.txt", b"x")
+    write(moddir / "updates/out.ko.gz", b"x")              # not in-tree
+    assert _kernel_facts._count_compression(str(moddir)) == {"xz": 4, "none": 1, "zstd": 1}
+    facts, warnings = facts_of(root)
+    assert facts["module_compression"] == "xz"
+    assert any("(4 of 6)" in w for w in warnings)
+
+
+def test_the_preferred_module_is_found_without_a_walk(tmp_path, monkeypatch):
+    root = make_root(tmp_path / "root")
+    monkeypatch.setattr(_kernel_facts, "_smallest_modules",
+                        lambda *a: pytest.fail("the smallest modules were looked for"))
+    facts, _warnings = facts_of(root)
+    assert facts["vermagic_source"] == "kernel/lib/crc-itu-t.ko"
+
+
+def test_without_a_preferred_module_the_smallest_are_read(tmp_path):
+    root = make_root(tmp_path / "root", modules=False)
+    moddir = root / "lib/modules" / RELEASE / "kernel"
+    write(moddir / "drivers/big.ko", b"x" * 1000)
+    write(moddir / "drivers/net/small.ko.gz", b"x" * 10)
+    write(moddir / "sound/middle.ko", b"x" * 100)
+    (moddir / "sound/notafile.ko").mkdir()
+    reader = FakeReader(broken=("small.ko.gz",))
+    facts, _warnings = facts_of(root, reader=reader)
+    assert [p[len(str(moddir)) + 1:] for p in reader.read] == [
+        "drivers/net/small.ko.gz", "sound/middle.ko"]
+    assert facts["vermagic_source"] == "kernel/sound/middle.ko"
+    assert has(facts["missing"], "kernel/drivers/net/small.ko.gz", "damaged")
 
 
 def test_out_of_tree_dirs_are_not_in_tree(tmp_path):

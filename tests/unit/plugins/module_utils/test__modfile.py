@@ -12,10 +12,11 @@ import pytest
 
 from ansible_collections.vermagic.kmod.plugins.module_utils import _decompress
 from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import (
-    ModuleFileError, kmod_hex, read_module, read_module_bytes)
+    ModuleFileError, build_id_from_notes, kmod_hex, read_module, read_module_bytes)
 from tests.support.elf_fixture import (
     OID_O, OID_SHA512, STB_WEAK, Section, Spec, make_elf, make_module, pkcs7, sign,
     this_module_bytes)
+from tests.support.fake_ko import SHT_NOTE, build_id_note
 
 DEBIAN = "6.1.0-56-amd64 SMP preempt mod_unload modversions "
 
@@ -145,6 +146,61 @@ def test_imports_of_a_file_on_disk_are_read_lazily(tmp_path):
     path = write(tmp_path, sign(make_module()))
     module = read_module(path)
     assert [s.name for s in module.imports] == ["_printk", "module_layout"]
+
+
+# ---- GNU build id --------------------------------------------------------------------------
+
+BUILD_ID = bytes(range(1, 21))
+
+
+def with_build_id(*, before=(), little=True, note=None, sh_type=SHT_NOTE) -> bytes:
+    if note is None:
+        note = build_id_note(BUILD_ID)
+        if not little:  # the note's words in the ELF's byte order
+            note = struct.pack(">III", *struct.unpack("<III", note[:12])) + note[12:]
+    return make_module(Spec(little=little, machine=62 if little else 22, extra=[
+        *before, Section(".note.gnu.build-id", note, sh_type)]))
+
+
+def test_build_id_note_parsing():
+    assert build_id_from_notes(build_id_note(b"\x01\x02\x03")) == "010203"
+    assert build_id_from_notes(b"") is None
+    assert build_id_from_notes(struct.pack("<III", 4, 2, 1) + b"GNU\0ab\0\0") is None  # type 1
+    assert build_id_from_notes(struct.pack(">III", 4, 1, 3) + b"GNU\0\x07\0\0\0", ">") == "07"
+    other = struct.pack("<III", 6, 4, 0x100) + b"Linux\0\0\0" + b"\0\0\0\0"  # another note first
+    assert build_id_from_notes(other + build_id_note(b"\xab")) == "ab"
+    assert build_id_from_notes(struct.pack("<III", 4, 40, 3) + b"GNU\0\x01") == "01"  # cut short
+
+
+def test_build_id_in_memory_in_the_first_read_and_after_it(tmp_path):
+    assert read_module_bytes(with_build_id()).build_id == BUILD_ID.hex()
+    assert read_module(write(tmp_path, sign(with_build_id()))).build_id == BUILD_ID.hex()
+    far = with_build_id(before=[Section(".filler", bytes(100_000))])  # past the first 16 KiB
+    module = read_module(write(tmp_path, far, "far.ko"))
+    assert module.build_id == BUILD_ID.hex()
+    assert module.as_dict()["build_id"] == BUILD_ID.hex()
+
+
+def test_build_id_is_read_only_when_asked(tmp_path):
+    path = write(tmp_path, with_build_id(before=[Section(".filler", bytes(100_000))]))
+    module = read_module(path)
+    assert "build_id" not in vars(module)  # the scan did not look for it
+    os.unlink(path)  # a later read of a file that is gone is a clear error
+    with pytest.raises(ModuleFileError, match="does not exist"):
+        module.build_id  # noqa: B018
+
+
+@pytest.mark.parametrize("kind,compress", [("gzip", gzip.compress), ("xz", lzma.compress)])
+def test_build_id_of_a_compressed_module(tmp_path, kind, compress):
+    module = read_module(write(tmp_path, compress(with_build_id()), "m.ko.x"))
+    assert module.compression == kind and module.build_id == BUILD_ID.hex()
+
+
+def test_build_id_big_endian_none_and_not_a_note():
+    assert read_module_bytes(with_build_id(little=False)).build_id == BUILD_ID.hex()
+    assert read_module_bytes(make_module()).build_id is None
+    assert read_module_bytes(with_build_id(sh_type=1)).build_id is None  # PROGBITS: not a note
+    assert read_module_bytes(with_build_id(note=b"\0" * 12)).build_id is None
 
 
 # ---- signatures ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import read_module_bytes
 from ansible_collections.vermagic.kmod.plugins.module_utils._modload import (
-    Host, ModloadError, Request, elf_build_id, run)
+    Host, ModloadError, Request, run)
 from ansible_collections.vermagic.kmod.plugins.module_utils._modparams import parse_params
 from ansible_collections.vermagic.kmod.plugins.module_utils._lock import exclusive_lock
 from tests.support.fake_ko import build_id_note, make_ko
@@ -73,8 +73,8 @@ class FakeKernel:
         (base / "taint").write_text("OE\n")
         if srcversion:
             (base / "srcversion").write_text(srcversion + "\n")
-        build_id = elf_build_id(data)
-        if build_id:
+        build_id = info.build_id
+        if build_id is not None:
             (base / "notes/.note.gnu.build-id").write_bytes(build_id_note(bytes.fromhex(build_id)))
         values = dict(DEFAULTS)
         for pname, value in parse_params(" ".join(args)):

@@ -6,7 +6,7 @@ import pytest
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import read_module_bytes
 from ansible_collections.vermagic.kmod.plugins.module_utils._preflight import (
-    apply_force, identity_matches, load_symvers, lookup_symbols, verdict, wanted_symbols)
+    apply_force, load_symvers, lookup_symbols, verdict, wanted_symbols)
 from ansible_collections.vermagic.kmod.plugins.module_utils._symvers import (
     SymversError, parse_symvers, read_symvers)
 from ansible_collections.vermagic.kmod.plugins.module_utils._sysfs import LoadedModule
@@ -73,13 +73,6 @@ def test_the_loaded_module_is_passed_on():
 
 def test_wanted_symbols():
     assert wanted_symbols(mod(imports=["_printk", "kfree"])) == {"module_layout", "_printk", "kfree"}
-
-
-def test_identity_matches():
-    assert identity_matches("A", "b1", "A", "b1") is True
-    assert identity_matches("A", "b1", "A", "b2") is False  # same source, another build
-    assert identity_matches(None, "b1", "X", "b1") is True
-    assert identity_matches("A", None, None, "b1") is None
 
 
 def test_force_waives_only_what_it_names():

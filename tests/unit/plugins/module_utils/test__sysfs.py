@@ -4,7 +4,7 @@ import os
 import struct
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._sysfs import (
-    build_id_from_notes, module_name, read_loaded, read_proc_modules)
+    module_name, read_build_id, read_loaded, read_proc_modules)
 from tests.support.fake_ko import build_id_note
 
 
@@ -75,11 +75,12 @@ def test_builtin_modules_of_this_machine_read_as_builtin():
             assert mod.builtin and mod.refcnt is None
 
 
-def test_build_id_note_parsing():
-    assert build_id_from_notes(build_id_note(b"\x01\x02\x03")) == "010203"
-    assert build_id_from_notes(b"") is None
-    assert build_id_from_notes(struct.pack("<III", 4, 2, 1) + b"GNU\0ab\0\0") is None  # type 1
-    assert build_id_from_notes(struct.pack(">III", 4, 1, 3) + b"GNU\0\x07\0\0\0", ">") == "07"
+def test_build_id_from_the_notes_file(tmp_path):
+    base = fake_module(tmp_path, "hello", build_id=bytes(range(20)))
+    assert read_build_id(str(base)) == bytes(range(20)).hex()
+    (base / "notes" / ".note.gnu.build-id").write_bytes(b"")  # no note in it
+    assert read_build_id(str(base)) is None
+    assert read_build_id(str(fake_module(tmp_path, "bare"))) is None  # no notes directory
 
 
 def test_proc_modules(tmp_path):

@@ -6,8 +6,10 @@ import pytest
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import read_module_bytes
 from ansible_collections.vermagic.kmod.plugins.module_utils._symvers import parse_symvers
-from ansible_collections.vermagic.kmod.plugins.module_utils._verdict import item_codes, verdict
-from tests.support.elf_fixture import STB_WEAK, Spec, make_module, pkcs7, sign
+from ansible_collections.vermagic.kmod.plugins.module_utils._verdict import (
+    identity_matches, item_codes, verdict)
+from tests.support.elf_fixture import STB_WEAK, Section, Spec, make_module, pkcs7, sign
+from tests.support.fake_ko import SHT_NOTE, build_id_note
 
 MAGIC = "6.1.0-56-amd64 SMP preempt mod_unload modversions "
 KERNEL = {
@@ -224,9 +226,44 @@ def test_other_machine():
     assert "EM_AARCH64" in result["problems"][0]["msg"]
 
 
-def test_loaded_with_same_and_other_srcversion():
+def test_identity_matches():
+    assert identity_matches("A", "b1", "A", "b1") is True
+    assert identity_matches("A", "b1", "A", "b2") is False  # same source, another build
+    assert identity_matches(None, "b1", "X", "b1") is True
+    assert identity_matches("A", None, "A", "b1") is True  # only the srcversion to compare
+    assert identity_matches("A", None, None, "b1") is None
+
+
+SRCVERSION = "AAAABBBBCCCCDDDDEEEEFFF"
+BUILD = bytes(range(20))
+
+
+def built(build_id=BUILD):
+    return module(extra=[Section(".note.gnu.build-id", build_id_note(build_id), SHT_NOTE)])
+
+
+@pytest.mark.parametrize("loaded, code", [
+    ({"srcversion": SRCVERSION, "build_id": BUILD.hex()}, "already_loaded"),
+    ({"srcversion": SRCVERSION, "build_id": None}, "already_loaded"),  # no notes in sysfs
+    ({"srcversion": SRCVERSION}, "already_loaded"),                     # a dict by hand
+    ({"srcversion": None, "build_id": BUILD.hex()}, "already_loaded"),
+    # the same sources built again elsewhere: same srcversion, another build id
+    ({"srcversion": SRCVERSION, "build_id": "ff" * 20}, "other_version_loaded"),
+    ({"srcversion": "X", "build_id": BUILD.hex()}, "other_version_loaded"),
+    ({"srcversion": None, "build_id": None}, "other_version_loaded"),  # nothing to compare
+])
+def test_loaded_build_is_known_by_srcversion_and_build_id(loaded, code):
+    result = verdict(built(), KERNEL, SYMVERS, loaded=dict(loaded, name="fixture"))
+    assert code in codes(result)[1] and result["compatible"]
+    item = next(w for w in result["warnings"] if w["code"] == code)
+    assert f"srcversion {SRCVERSION}" in item["msg"] and item["fix"]
+    if code == "other_version_loaded" and loaded["build_id"]:
+        assert f"build id {loaded['build_id']}" in item["msg"]
+
+
+def test_loaded_with_same_and_other_srcversion_when_the_file_has_no_build_id():
     same = verdict(module(), KERNEL, SYMVERS,
-                   loaded={"name": "fixture", "srcversion": "AAAABBBBCCCCDDDDEEEEFFF"})
+                   loaded={"name": "fixture", "srcversion": SRCVERSION, "build_id": "ab" * 20})
     assert "already_loaded" in codes(same)[1] and same["compatible"]
     other = verdict(module(), KERNEL, SYMVERS, loaded={"name": "fixture", "srcversion": "X"})
     assert "other_version_loaded" in codes(other)[1]
@@ -256,3 +293,26 @@ def test_hand_written_kernel_dicts_with_yaml_types():
     facts = kernel(elf_class="64", options={"MODULE_SIG": True, "MODULE_FORCE_LOAD": True})
     result = verdict(module(), facts, SYMVERS)
     assert result["compatible"] and "unsigned" in codes(result)[1]
+
+
+def test_a_kernel_without_module_support_refuses_everything_first():
+    facts = kernel(config={"path": "/boot/config-6.1.0-56-amd64",
+                           "options": {"MODULES": None, "MODVERSIONS": "y"}})
+    result = verdict(module(vermagic=MAGIC.replace("mod_unload", "MOD_UNLOAD")), facts, SYMVERS)
+    assert not result["compatible"]
+    problems = codes(result)[0]
+    assert problems[0] == "modules_disabled" and "vermagic" in problems
+    first = result["problems"][0]
+    assert "without CONFIG_MODULES (/boot/config-6.1.0-56-amd64)" in first["msg"]
+    assert "Function not implemented" in first["msg"] and first["fix"]
+
+
+@pytest.mark.parametrize("config", [
+    {"options": {"MODULES": None}},                               # no file was read
+    {"path": "/boot/config-6.1.0-56-amd64", "options": {"MODVERSIONS": "y"}},  # not mentioned
+    {"path": "/boot/config-6.1.0-56-amd64", "options": {"MODULES": "y"}},
+    {"path": "/boot/config-6.1.0-56-amd64", "options": {"MODULES": True}},      # YAML by hand
+])
+def test_module_support_is_refused_only_when_a_read_config_says_so(config):
+    result = verdict(module(), kernel(config=config), SYMVERS)
+    assert "modules_disabled" not in codes(result)[0] and result["compatible"]

@@ -10,6 +10,7 @@ import pytest
 
 from ansible_collections.vermagic.kmod.plugins.modules import modinfo
 from tests.support.elf_fixture import Spec, make_module, sign
+from tests.support.fake_ko import build_id_note
 from tests.support.module_runner import run_module
 
 MAGIC = "6.1.0-56-amd64 SMP preempt mod_unload modversions "
@@ -96,6 +97,25 @@ def test_loaded_check_only_for_the_running_kernel(tmp_path, monkeypatch):
     assert seen == []
 
 
+def test_build_id_is_returned_and_tells_builds_apart(tmp_path, monkeypatch):
+    from tests.support.elf_fixture import Section
+    from tests.support.fake_ko import SHT_NOTE
+
+    note = Section(".note.gnu.build-id", build_id_note(bytes(range(20))), SHT_NOTE)
+    path = ko(tmp_path, make_module(Spec(extra=[note])))
+    srcversion = "0123456789ABCDEF0123456"  # elf_fixture's
+    loaded = {"name": "fixture", "srcversion": srcversion, "build_id": "ee" * 20}
+    monkeypatch.setattr(modinfo, "_loaded", lambda name: loaded)
+    result = run({"path": path, "kernel": dict(KERNEL, running=True)})
+    assert result["build_id"] == bytes(range(20)).hex()
+    assert result["loaded"]["build_id"] == "ee" * 20
+    codes = [w["code"] for w in result["verdict"]["warnings"]]
+    assert "other_version_loaded" in codes  # same srcversion, another build
+    loaded["build_id"] = result["build_id"]
+    again = run({"path": path, "kernel": dict(KERNEL, running=True)})
+    assert "already_loaded" in [w["code"] for w in again["verdict"]["warnings"]]
+
+
 def test_loaded_reads_sys_module(tmp_path):
     base = tmp_path / "sys" / "module" / "hello"
     base.mkdir(parents=True)
@@ -103,7 +123,10 @@ def test_loaded_reads_sys_module(tmp_path):
     (base / "initstate").write_text("live\n")
     (base / "srcversion").write_text("ABC\n")
     assert modinfo._loaded("hello", str(tmp_path / "sys" / "module")) == {
-        "name": "hello", "srcversion": "ABC"}
+        "name": "hello", "srcversion": "ABC", "build_id": None}
+    (base / "notes").mkdir()
+    (base / "notes" / ".note.gnu.build-id").write_bytes(build_id_note(b"\x12\x34"))
+    assert modinfo._loaded("hello", str(tmp_path / "sys" / "module"))["build_id"] == "1234"
 
 
 def test_release_and_root_gather_the_kernel(tmp_path):
@@ -124,6 +147,20 @@ def test_release_and_root_gather_the_kernel(tmp_path):
         "name=fixture", "vermagic=6.1.0-56-amd64 SMP mod_unload modversions "]))),
         "root": str(root), "release": RELEASE})
     assert [p["code"] for p in other["verdict"]["problems"]] == ["vermagic"]
+
+
+def test_a_kernel_without_module_support_is_said_first(tmp_path):
+    root = tmp_path / "root"
+    (root / "boot").mkdir(parents=True)
+    (root / "boot" / f"config-{RELEASE}").write_text(
+        "# CONFIG_MODULES is not set\nCONFIG_SMP=y\nCONFIG_64BIT=y\nCONFIG_X86_64=y\n")
+    (root / "lib" / "modules" / RELEASE).mkdir(parents=True)
+    result = run({"path": ko(tmp_path), "root": str(root), "release": RELEASE})
+    assert not result["failed"], result["msg"]
+    assert result["verdict"]["compatible"] is False
+    first = result["verdict"]["problems"][0]
+    assert first["code"] == "modules_disabled"
+    assert f"/boot/config-{RELEASE}" in first["msg"] and first["fix"]
 
 
 def test_kernel_and_release_are_exclusive(tmp_path):

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pytest
 from ansible.module_utils.common import warnings
 
+from ansible_collections.vermagic.kmod.plugins.module_utils import _symvers_sources
+from ansible_collections.vermagic.kmod.plugins.module_utils._lock import tree_lock
 from ansible_collections.vermagic.kmod.plugins.modules import symvers
-from tests.support.fake_kernel import RELEASE, Exp, add_headers, fake_root
+from tests.support.fake_kernel import RELEASE, Exp, add_headers, fake_module, fake_root
 from tests.support.module_runner import run_module
 
 VMLINUX = [Exp("printk", 0x11111111), Exp("module_layout", 0x22222222)]
@@ -35,16 +39,151 @@ def test_recover_changed_then_unchanged_and_check_mode(root, tmp_path):
     assert "0x44444444\tmb_cache_create\tfs/mbcache" in first["diff"]["after"]
     text = (dest / "Module.symvers").read_text()
     assert text.count("\n") == 3
-    assert (dest / ".vermagic-kmod.lock").exists()  # written under the lock of its directory
+    assert not first["cached"] and first["reasons"][0].startswith("no stamp of an earlier run")
+    # The file and its stamp; the lock is the tree's, outside the tree.
+    assert sorted(os.listdir(dest)) == [".vermagic-kmod.Module.symvers.fingerprint", "Module.symvers"]
 
     again = run(dest=str(dest / "Module.symvers"), root=root, release=RELEASE, diff=True)
     assert not again["changed"] and "diff" not in again
     assert again["source"] == "recover"  # auto: no headers, no /boot symvers
+    assert again["cached"] and again["reasons"] == []
+    assert _result(again) == _result(first)
 
     other = tmp_path / "other.symvers"
     checked = run(check_mode=True, dest=str(other), root=root, release=RELEASE)
-    assert checked["changed"] and checked["symbols"] == 3
-    assert not other.exists() and not (tmp_path / ".vermagic-kmod.lock").exists()
+    assert checked["changed"] and checked["symbols"] == 3 and not checked["cached"]
+    assert sorted(os.listdir(tmp_path)) == ["root", "tree"]  # neither file nor stamp
+
+
+def _result(result):
+    """What a run says of the table, apart from what it did this time."""
+    return {k: v for k, v in result.items() if k not in ("changed", "cached", "reasons", "changes", "diff")}
+
+
+class Readers:
+    """The readers of the kernel image, the in-tree modules and a Module.symvers file, counted;
+    ``fail=True`` makes any read an error."""
+
+    def __init__(self, monkeypatch, fail=False):
+        self.calls: list[str] = []
+        for name in ("read_module", "read_vmlinux", "read_text"):
+            real = getattr(_symvers_sources, name)
+
+            def reader(path, *args, _name=name, _real=real, **kwargs):
+                self.calls.append(_name)
+                if fail:
+                    raise AssertionError(f"{_name}({path}) on a rerun that should read nothing")
+                return _real(path, *args, **kwargs)
+            monkeypatch.setattr(_symvers_sources, name, reader)
+
+
+@pytest.mark.parametrize("source", ["recover", "headers"])
+def test_a_stamp_hit_reads_nothing_even_in_check_mode(root, tmp_path, monkeypatch, source):
+    add_headers(root, "0x11111111\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n")
+    args = dict(dest=str(tmp_path / "M"), root=root, release=RELEASE, source=source)
+    first = run(**args)
+    assert first["changed"] and not first["failed"]
+    Readers(monkeypatch, fail=True)
+    for check_mode in (False, True):
+        again = run(check_mode=check_mode, diff=True, **args)
+        assert not again["changed"] and again["cached"] and not again["failed"]
+        assert _result(again) == _result(first)
+        assert again["changes"] == {"added": 0, "removed": 0, "changed": 0}
+
+
+def _touch(path):
+    info = os.stat(path)
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))
+
+
+def _mods(root):
+    return os.path.join(root, "lib", "modules", RELEASE)
+
+
+INPUT_CHANGES = {
+    "image updated": (lambda r: _touch(os.path.join(r, "boot", f"vmlinuz-{RELEASE}")),
+                      ["read_vmlinux", "read_module", "read_module"]),
+    "module updated": (lambda r: _touch(os.path.join(_mods(r), "kernel/fs/mbcache.ko")),
+                       ["read_vmlinux", "read_module", "read_module"]),
+    "module added": (lambda r: open(os.path.join(_mods(r), "kernel/fs/fat.ko"), "wb").write(
+        fake_module([Exp("fat_time", 0x5)], [])), ["read_vmlinux"] + ["read_module"] * 3),
+    "module removed": (lambda r: os.unlink(os.path.join(_mods(r), "kernel/fs/ext4.ko")),
+                       ["read_vmlinux", "read_module"]),
+    "headers installed": (lambda r: add_headers(r, "0x11111111\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n"),
+                          ["read_text", "read_module", "read_module"]),
+}
+
+
+@pytest.mark.parametrize("change", list(INPUT_CHANGES))
+def test_any_input_change_is_a_full_run(tmp_path, monkeypatch, change):
+    modules = dict(MODULES, **{"fs/ext4": ([], [("mb_cache_create", 0x44444444)])})
+    root = fake_root(tmp_path / "root", VMLINUX, modules)
+    args = dict(dest=str(tmp_path / "M"), root=root, release=RELEASE)
+    assert run(**args)["changed"]
+    action, reads = INPUT_CHANGES[change]
+    action(root)
+    readers = Readers(monkeypatch)
+    again = run(**args)
+    assert not again["cached"] and again["reasons"]
+    assert readers.calls == reads  # the source and every module read again
+    assert run(**args)["cached"]  # and stamped again
+
+
+def test_dest_edited_by_hand_is_rewritten(root, tmp_path):
+    dest = tmp_path / "Module.symvers"
+    first = run(dest=str(dest), root=root, release=RELEASE)
+    written = dest.read_text()
+    dest.write_text(written.replace("0x11111111", "0x0000beef"))
+    again = run(dest=str(dest), root=root, release=RELEASE)
+    assert again["changed"] and not again["cached"]
+    assert again["reasons"] == ["Module.symvers was replaced since"]
+    assert again["changes"] == {"added": 0, "removed": 0, "changed": 1}
+    assert dest.read_text() == written and _result(again) == _result(first)
+    dest.unlink()
+    assert run(dest=str(dest), root=root, release=RELEASE)["reasons"] == ["Module.symvers is missing"]
+    assert dest.read_text() == written
+
+
+def test_check_mode_writes_no_stamp_even_when_dest_is_right(root, tmp_path):
+    dest = tmp_path / "Module.symvers"
+    run(dest=str(dest), root=root, release=RELEASE)
+    stamp = tmp_path / ".vermagic-kmod.Module.symvers.fingerprint"
+    stamp.unlink()
+    checked = run(check_mode=True, dest=str(dest), root=root, release=RELEASE)
+    assert not checked["changed"] and not checked["cached"] and not stamp.exists()
+    again = run(dest=str(dest), root=root, release=RELEASE)  # a right file: only the stamp written
+    assert not again["changed"] and not again["cached"] and stamp.exists()
+    assert run(dest=str(dest), root=root, release=RELEASE)["cached"]
+
+
+def _hold_tree_lock(tree, held, release):
+    with tree_lock(tree, timeout=5):
+        held.set()
+        release.wait(10)
+
+
+def test_the_write_waits_for_the_trees_lock(root, tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    held, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_tree_lock, args=(str(tree), held, release))
+    holder.start()
+    try:
+        assert held.wait(10)
+        start = time.monotonic()
+        failed = run(dest=str(tree), root=root, release=RELEASE, lock_timeout=1)
+        assert time.monotonic() - start >= 1
+        assert failed["failed"] and "is held by another run" in failed["msg"]
+        assert "option lock_timeout" in failed["msg"]
+        assert os.listdir(tree) == []  # nothing written without the lock, not even the stamp
+        threading.Timer(1, release.set).start()
+        start = time.monotonic()
+        waited = run(dest=str(tree), root=root, release=RELEASE, lock_timeout=30)
+        assert waited["changed"] and not waited["failed"] and time.monotonic() - start >= 0.5
+    finally:
+        release.set()
+        holder.join(10)
+    assert sorted(os.listdir(tree)) == [".vermagic-kmod.Module.symvers.fingerprint", "Module.symvers"]
 
 
 def test_same_lines_in_another_order_are_left_alone(root, tmp_path):
