@@ -28,6 +28,7 @@ def first(vm: VM) -> dict:
     mtime = vm.ssh(["stat", "-c", "%Y", log], check=True).stdout.strip()
     return {"run": run, "summary": run.summaries[vm.name], "log_mtime": mtime}
 
+
 def test_first_run_builds_against_the_headers_and_inserts(vm: VM, first: dict) -> None:
     summary = first["summary"]
     assert summary["ok"] is True
@@ -48,6 +49,7 @@ def test_first_run_builds_against_the_headers_and_inserts(vm: VM, first: dict) -
     lsmod = vm.ssh("cat /sys/module/hello/srcversion", check=True).stdout.strip()
     assert lsmod == summary["module"]["srcversion"]
 
+
 def test_rerun_changes_nothing_and_runs_no_make(vm: VM, first: dict) -> None:
     run = run_deploy(vm.inventory_path, label="rerun")
     assert run.rc == 0, run.explain()
@@ -64,6 +66,7 @@ def test_rerun_changes_nothing_and_runs_no_make(vm: VM, first: dict) -> None:
           f"({100 * run.seconds / first_s:.0f}%)")
     assert run.seconds < first_s
 
+
 def test_new_parameters_replace_the_loaded_module(vm: VM) -> None:
     params = {"greeting": "hi", "repeat": 2}
     run = run_deploy(vm.inventory_path, {"kmod_params": params}, diff=True, label="replace")
@@ -78,6 +81,7 @@ def test_new_parameters_replace_the_loaded_module(vm: VM) -> None:
     assert again.rc == 0, again.explain()
     assert again.recap[vm.name]["changed"] == 0, again.changed_tasks(vm.name)
 
+
 def test_check_mode_on_the_up_to_date_host_changes_nothing(vm: VM) -> None:
     before = guest_state(vm)
     run = run_deploy(vm.inventory_path, {"kmod_params": {"greeting": "hey"}}, check=True,
@@ -90,6 +94,7 @@ def test_check_mode_on_the_up_to_date_host_changes_nothing(vm: VM) -> None:
     assert summary["verdict"]["compatible"] is True
     assert summary["action"] == "replaced"  # what it would do: other parameters
     assert vm.ssh("cat /sys/module/hello/parameters/greeting", check=True).stdout.strip() == "hi"
+
 
 def test_absent_removes_the_module(vm: VM) -> None:
     run = run_deploy(vm.inventory_path, {"kmod_state": "absent", "kmod_name": "hello"},
