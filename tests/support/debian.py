@@ -6,7 +6,8 @@ Nothing here installs a kernel on this machine. ``fetch()`` gives a ``DebianKern
 ``make -C <headers> M=<module>`` works from the cache. The kernel source tarball of the
 same package version is fetched on demand (``source_tarball()``).
 
-Run as a script to fetch ahead of time: ``python3 -m tests.support.debian [--source]``.
+Run as a script to fetch ahead of time:
+``python3 -m tests.support.debian [--source] [--flavour cloud-amd64 --headers-only]``.
 """
 
 from __future__ import annotations
@@ -172,36 +173,55 @@ def _point_headers_at_root(kernel: DebianKernel) -> None:
         makefile.write_text(fixed)
 
 
-def fetch(release: str | None = None) -> DebianKernel:
-    """Download and unpack image + headers + kbuild of ``release`` (default: current stock)."""
-    release = release or resolve_release()
-    version = candidate_version(f"linux-image-{release}")
+def fetch(release: str | None = None, *, flavour: str = DEFAULT_FLAVOUR,
+          image: bool = True) -> DebianKernel:
+    """Download and unpack image + headers + kbuild of ``release`` (default: the current stock
+    kernel of ``flavour``, e.g. ``amd64`` or ``cloud-amd64``). ``image=False`` fetches only the
+    headers and kbuild (enough to build modules for that kernel, e.g. another flavour's)."""
+    release = release or resolve_release(flavour)
+    version = candidate_version(f"linux-headers-{release}" if not image
+                                else f"linux-image-{release}")
     kernel = DebianKernel(release, version, cache_dir() / "debian" / release)
     stamp = kernel.base / ".complete"
-    if stamp.exists() and json.loads(stamp.read_text()).get("version") == version:
+
+    def ready() -> bool:
+        if not stamp.exists():
+            return False
+        done = json.loads(stamp.read_text())
+        return done.get("version") == version and (done.get("image", True) or not image)
+
+    if ready():
         return kernel
     with locked(kernel.base / ".lock"):
-        if stamp.exists() and json.loads(stamp.read_text()).get("version") == version:
+        if ready():
             return kernel
-        say(f"fetching Debian kernel {release} (package {version}) into {kernel.base}")
-        debs = _download(kernel.debs, [f"linux-image-{release}={version}"]
-                         + _headers_packages(release, version))
+        what = "kernel" if image else "headers of kernel"
+        say(f"fetching Debian {what} {release} (package {version}) into {kernel.base}")
+        specs = [f"linux-image-{release}={version}"] if image else []
+        debs = _download(kernel.debs, specs + _headers_packages(release, version))
         shutil.rmtree(kernel.root, ignore_errors=True)
         for n, deb in enumerate(debs, 1):
             say(f"unpacking {n}/{len(debs)}: {deb.name}")
             run(["dpkg", "-x", str(deb), str(kernel.root)])
         _point_headers_at_root(kernel)
-        stamp.write_text(json.dumps({"release": release, "version": version}))
-        say(f"ready: {len(kernel.modules())} modules under {kernel.modules_dir}")
+        stamp.write_text(json.dumps({"release": release, "version": version, "image": image}))
+        if image:
+            say(f"ready: {len(kernel.modules())} modules under {kernel.modules_dir}")
+        else:
+            say(f"ready: headers under {kernel.headers}")
     return kernel
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--release", help="kernel release (default: the current stock one)")
+    parser.add_argument("--flavour", default=DEFAULT_FLAVOUR,
+                        help="kernel flavour when no release is given (default: %(default)s)")
+    parser.add_argument("--headers-only", action="store_true",
+                        help="fetch the headers and kbuild only, not the image")
     parser.add_argument("--source", action="store_true", help="also fetch the source tarball")
     args = parser.parse_args()
-    kernel = fetch(args.release)
+    kernel = fetch(args.release, flavour=args.flavour, image=not args.headers_only)
     if args.source:
         kernel.source_tarball()
     print(json.dumps({"release": kernel.release, "version": kernel.version,
