@@ -22,5 +22,8 @@ lint: deps
 bench: deps
 	tools/bench
 
+changelog:
+	tools/changelog lint
+
 build:
 	ansible-galaxy collection build --force --output-path .cache/dist .
