@@ -16,7 +16,6 @@ each target take that long; $FAKE_OUTPUT is a file whose text it prints; $FAKE_E
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -92,7 +91,7 @@ class FakeToolchain:
         self.sysbin.mkdir(exist_ok=True)
         python = self.sysbin / "python3"
         if not python.exists():
-            python.symlink_to(shutil.which("python3") or sys.executable)
+            python.symlink_to(sys.executable)
         self.calls_file = base / "make-calls.jsonl"
         self.calls_file.touch()
         make = self.bin / "make"
