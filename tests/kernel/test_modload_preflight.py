@@ -16,7 +16,8 @@ import pytest
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._modload import read_candidate
 from ansible_collections.vermagic.kmod.plugins.module_utils._preflight import (
-    apply_force, load_symvers, verdict, wanted_symbols)
+    apply_force, load_symvers, lookup_symbols, verdict, wanted_symbols)
+from ansible_collections.vermagic.kmod.plugins.module_utils._symvers import read_symvers
 from ansible_collections.vermagic.kmod.plugins.module_utils._sysfs import LoadedModule
 from ansible_collections.vermagic.kmod.plugins.module_utils._verdict import identity_matches
 from tests.support.debian import DebianKernel
@@ -98,3 +99,13 @@ def test_the_loaded_build_is_named(builds, facts):
     other = [w for w in judge(d, facts, loaded)["warnings"] if w["code"] == "other_version_loaded"]
     assert other and f"build id {a.build_id}" in other[0]["msg"]
     assert f"build id {d.build_id}" in other[0]["msg"]
+
+
+def test_lookup_agrees_with_a_full_parse_on_debians_symvers(kernel: DebianKernel) -> None:
+    path = kernel.headers / "Module.symvers"
+    full = read_symvers(str(path))
+    names = ["module_layout", "_printk", "__fentry__", "kmalloc_caches", "drm_dev_register",
+             "not_a_symbol_anywhere"]
+    got = lookup_symbols(str(path), names)
+    assert got == {n: full[n] for n in names if n in full}
+    assert len(got) == 5
