@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.vermagic.kmod.plugins.module_utils import _commands
 from ansible_collections.vermagic.kmod.plugins.module_utils import _kbuild as kb
 from ansible_collections.vermagic.kmod.plugins.module_utils._build_diagnosis import Finding
 from tests.support.fake_kbuild import CC_TEXT, FakeToolchain
@@ -118,7 +119,7 @@ def test_make_env_is_english_and_free_of_a_parent_make(monkeypatch):
     monkeypatch.setenv("MAKEFLAGS", "-j8 --jobserver-auth=3,4")
     monkeypatch.setenv("MAKELEVEL", "1")
     monkeypatch.setenv("LANG", "de_DE.UTF-8")
-    env = kb.make_env()
+    env = _commands.environment(kb.make_env())
     assert "MAKEFLAGS" not in env and "MAKELEVEL" not in env
     assert env["LC_ALL"] == "C" and env["LANG"] == "C"
 
