@@ -3,6 +3,7 @@
 The collection's root is this repository's root. Python imports it as
 ``ansible_collections.vermagic.kmod``, so a directory of that shape is made (a
 symbolic link to this checkout, outside the tree) and put on ``sys.path``.
+module_utils run their commands on ``subprocess`` here (``tests/support/subprocess_runner.py``).
 """
 
 from __future__ import annotations
