@@ -31,7 +31,7 @@ def tc(tmp_path, monkeypatch):
     toolchain = FakeToolchain(tmp_path)
     for name, value in toolchain.env().items():
         monkeypatch.setenv(name, value)
-    for name in ("FAKE_SLEEP", "FAKE_OUTPUT", "FAKE_EXIT", "FAKE_LISTNEWCONFIG", "MAKEFLAGS"):
+    for name in ("FAKE_SLEEP", "FAKE_OUTPUT", "FAKE_STDERR", "FAKE_EXIT", "FAKE_LISTNEWCONFIG", "MAKEFLAGS"):
         monkeypatch.delenv(name, raising=False)
     return toolchain
 
