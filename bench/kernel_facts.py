@@ -32,7 +32,10 @@ sys.path.insert(0, str(collections_dir()))
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._kernel_facts import (  # noqa: E402
     MODULE_SUFFIXES, gather)
+from tests.support import subprocess_runner  # noqa: E402
 from tests.support.debian import fetch  # noqa: E402
+
+subprocess_runner.register()  # module_utils run their commands on subprocess here
 
 TARGET_RATIO = 0.5
 

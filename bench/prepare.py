@@ -41,9 +41,11 @@ from ansible_collections.vermagic.kmod.plugins.modules import (  # noqa: E402
     kernel_release,
     symvers,
 )
-from tests.support import source_tree  # noqa: E402
+from tests.support import source_tree, subprocess_runner  # noqa: E402
 from tests.support.debian import DebianKernel, fetch  # noqa: E402
 from tests.support.module_runner import run_module  # noqa: E402
+
+subprocess_runner.register()  # module_utils run their commands on subprocess here
 
 TARGET_RATIO = 1.1
 

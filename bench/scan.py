@@ -43,7 +43,10 @@ from elftools.elf.elffile import ELFFile  # noqa: E402
 
 from ansible_collections.vermagic.kmod.plugins.module_utils import _modfile  # noqa: E402
 from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import read_module  # noqa: E402
+from tests.support import subprocess_runner  # noqa: E402
 from tests.support.debian import fetch  # noqa: E402
+
+subprocess_runner.register()  # module_utils run their commands on subprocess here
 
 TARGET_RATIO = 2.0
 
@@ -161,6 +164,7 @@ def process_scan(paths: list[str], listing: Path) -> float:
     """The reader's scan as a fresh interpreter: start-up and imports included."""
     code = (
         "import sys; sys.path[:0] = sys.argv[2:4]\n"
+        "from tests.support import subprocess_runner; subprocess_runner.register()\n"
         "from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import read_module\n"
         "for p in open(sys.argv[1]).read().split('\\0'):\n"
         "    m = read_module(p); m.fields, m.name, m.vermagic, m.signature\n"

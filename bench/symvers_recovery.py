@@ -30,7 +30,10 @@ from elftools.elf.elffile import ELFFile  # noqa: E402
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._symvers_sources import (  # noqa: E402
     recover)
+from tests.support import subprocess_runner  # noqa: E402
 from tests.support.debian import fetch  # noqa: E402
+
+subprocess_runner.register()  # module_utils run their commands on subprocess here
 
 TARGET_SECONDS = 10.0
 

@@ -33,8 +33,11 @@ sys.path.insert(0, str(collections_dir()))
 from ansible_collections.vermagic.kmod.plugins.module_utils._symvers_stamp import (  # noqa: E402
     stamp_path)
 from ansible_collections.vermagic.kmod.plugins.modules import symvers  # noqa: E402
+from tests.support import subprocess_runner  # noqa: E402
 from tests.support.debian import fetch  # noqa: E402
 from tests.support.module_runner import run_module  # noqa: E402
+
+subprocess_runner.register()  # module_utils run their commands on subprocess here
 
 TARGET_RATIO = 0.1
 

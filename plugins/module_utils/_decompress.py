@@ -12,10 +12,10 @@ gzip and xz come with Python (``zlib``, ``lzma``); zstd needs the ``zstandard`` 
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import zlib
+
+from ._commands import run
 
 GZIP_MAGIC = b"\x1f\x8b"
 XZ_MAGIC = b"\xfd7zXZ\x00"
@@ -96,11 +96,10 @@ def _run_tool(argv: list[str], data: bytes, source: str, kind: str, library: str
     if shutil.which(argv[0]) is None:
         raise DecompressError(f"{source} is {kind}-compressed, but neither {library} nor the "
                               f"{argv[0]} program is available on this host: install one of them")
-    proc = subprocess.run(argv, input=data, capture_output=True, check=False,
-                          env=dict(os.environ, LC_ALL="C"))
-    if proc.returncode != 0:
-        message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+    status, out, err = run(argv, data=data, env={"LC_ALL": "C"})
+    if status != 0:
+        message = err.decode("utf-8", "replace").strip().splitlines()
         raise DecompressError(f"{source} looks {kind}-compressed (by its magic bytes) but does "
                               f"not decompress: {message[-1] if message else 'error'}; "
                               f"the file is damaged or truncated")
-    return proc.stdout
+    return out

@@ -32,8 +32,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -48,6 +46,7 @@ from ansible_collections.vermagic.kmod.plugins.module_utils._build_diagnosis imp
     diagnose,
     tail,
 )
+from ansible_collections.vermagic.kmod.plugins.module_utils._commands import run
 from ansible_collections.vermagic.kmod.plugins.module_utils._files import write_atomic
 from ansible_collections.vermagic.kmod.plugins.module_utils._kconfig import parse_config
 from ansible_collections.vermagic.kmod.plugins.module_utils._lock import tree_lock
@@ -264,10 +263,8 @@ Probe = Callable[[str], str]  # program path -> its --version output (raises OSE
 
 
 def probe_version(program: str) -> str:
-    proc = subprocess.run([program, "--version"], stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, errors="replace", env={**os.environ, "LC_ALL": "C"},
-                          timeout=60, check=False)
-    return proc.stdout
+    _status, out, _err = run([program, "--version"], env={"LC_ALL": "C"}, timeout=60)
+    return out.decode("utf-8", "replace")
 
 
 def version_text(output: str) -> str:
@@ -346,7 +343,7 @@ def _probed(command: str | None, path: str, expected: str | None, source: str,
             probe: Probe) -> Compiler:
     try:
         output = probe(path)
-    except (OSError, subprocess.SubprocessError) as exc:
+    except OSError as exc:
         raise KbuildError(f"the compiler {path} does not run ({exc}); reinstall it or give "
                           "another cc") from None
     return Compiler(command=command, path=os.path.realpath(path), version=version_text(output),
@@ -372,11 +369,14 @@ def make_argv(make: str, request: Request, compiler: Compiler, targets: list[str
     return argv
 
 
-def make_env() -> dict[str, str]:
-    """The environment for make: English messages, no jobserver or flags of a parent make."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "GNUMAKEFLAGS",
-                        "KBUILD_EXTMOD", "M", "O", "KBUILD_OUTPUT")}
+PARENT_MAKE_VARIABLES = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "GNUMAKEFLAGS",
+                         "KBUILD_EXTMOD", "M", "O", "KBUILD_OUTPUT")
+
+
+def make_env() -> dict[str, str | None]:
+    """make's changes to the environment (None: removed, see ``_commands``): English messages,
+    no jobserver or flags of a parent make."""
+    env: dict[str, str | None] = dict.fromkeys(PARENT_MAKE_VARIABLES)
     env.update({"LC_ALL": "C", "LANG": "C", "LANGUAGE": ""})
     return env
 
@@ -604,35 +604,21 @@ class Runner:
         write_atomic(self.log_path, b"")
 
     def run(self, argv: list[str], cwd: str, stdin_text: str | None = None) -> int:
+        return self.capture(argv, cwd, stdin_text)[0]
+
+    def capture(self, argv: list[str], cwd: str, stdin_text: str | None = None) -> tuple[int, str]:
+        """Run and return the output too. The log gets make's output when make has finished:
+        its stdout, then its stderr."""
         self.commands.append(argv)
         with open(self.log_path, "ab") as log:
             log.write(("### " + " ".join(argv) + "\n").encode())
-            log.flush()
-            stdin: Any = subprocess.DEVNULL
-            feed = None
-            if stdin_text is not None:
-                feed = tempfile.TemporaryFile()
-                feed.write(stdin_text.encode())
-                feed.seek(0)
-                stdin = feed
-            try:
-                proc = subprocess.run(argv, cwd=cwd, stdin=stdin, stdout=log,
-                                      stderr=subprocess.STDOUT, env=make_env(), check=False)
-            finally:
-                if feed is not None:
-                    feed.close()
-            log.write(f"### exit status {proc.returncode}\n".encode())
-        return proc.returncode
-
-    def capture(self, argv: list[str], cwd: str) -> tuple[int, str]:
-        """Run and return the output too (small outputs only: listnewconfig)."""
-        self.commands.append(argv)
-        proc = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, errors="replace", env=make_env(), check=False)
+        status, out, err = run(argv, cwd=cwd, env=make_env(),
+                               data=None if stdin_text is None else stdin_text.encode())
         with open(self.log_path, "ab") as log:
-            log.write(("### " + " ".join(argv) + "\n" + proc.stdout + proc.stderr
-                       + f"### exit status {proc.returncode}\n").encode())
-        return proc.returncode, proc.stdout
+            for output in (out, err):
+                log.write(output if not output or output.endswith(b"\n") else output + b"\n")
+            log.write(f"### exit status {status}\n".encode())
+        return status, out.decode("utf-8", "replace")
 
     def text(self) -> str:
         return _read_text(self.log_path) or ""

@@ -20,13 +20,13 @@ import heapq
 import os
 import re
 import stat
-import subprocess
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Callable, Iterator
 
 from ansible_collections.vermagic.kmod.plugins.module_utils import _kconfig
 from ansible_collections.vermagic.kmod.plugins.module_utils._bzimage import BzImageError, read_header
+from ansible_collections.vermagic.kmod.plugins.module_utils._commands import run
 from ansible_collections.vermagic.kmod.plugins.module_utils._rootfs import RootPathError, inside, resolve
 from ansible_collections.vermagic.kmod.plugins.module_utils._taint import read_taint
 from ansible_collections.vermagic.kmod.plugins.module_utils._vermagic import parse_vermagic
@@ -94,13 +94,12 @@ class RunningView:
     def compiler_version(self, path: str) -> str | None:
         """``12.2.0`` from ``gcc -dumpfullversion`` (``clang -dumpversion``), or None."""
         try:
-            proc = subprocess.run([path, "-dumpfullversion", "-dumpversion"], capture_output=True,
-                                  text=True, timeout=30, check=False,
-                                  env=dict(os.environ, LC_ALL="C"))
-        except (OSError, subprocess.SubprocessError):
+            status, out, _err = run([path, "-dumpfullversion", "-dumpversion"], timeout=30,
+                                    env={"LC_ALL": "C"})
+        except OSError:
             return None
-        words = proc.stdout.split()
-        return words[0] if proc.returncode == 0 and words else None
+        words = out.decode("utf-8", "replace").split()
+        return words[0] if status == 0 and words else None
 
 
 @dataclass(frozen=True)

@@ -62,11 +62,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
+from ansible_collections.vermagic.kmod.plugins.module_utils._commands import run
 from ansible_collections.vermagic.kmod.plugins.module_utils._files import write_atomic
 from ansible_collections.vermagic.kmod.plugins.module_utils._lock import tree_lock
 
@@ -275,13 +275,18 @@ class Git:
     tracked: frozenset[str] = frozenset()  # Makefile and localversion* files under version control
 
 
-def _git(path: str, *args: str) -> subprocess.CompletedProcess | None:
+class GitOutput(NamedTuple):
+    returncode: int
+    stdout: str
+
+
+def _git(path: str, *args: str) -> GitOutput | None:
     argv = ["git", "-c", f"safe.directory={path}", "-C", path, *args]
-    env = dict(os.environ, LC_ALL="C", GIT_OPTIONAL_LOCKS="0")
     try:
-        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=False)
-    except (OSError, subprocess.SubprocessError):
+        status, out, _err = run(argv, env={"LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}, timeout=120)
+    except OSError:
         return None
+    return GitOutput(status, out.decode("utf-8", "replace"))
 
 
 def read_git(path: str, kernel_version: str, modern: bool) -> Git | None:

@@ -25,11 +25,11 @@ import os
 import re
 import shutil
 import struct
-import subprocess
 from dataclasses import dataclass
 from typing import Callable
 
 from ._bzimage import HEADER_MAGIC, BzImageError, parse_header
+from ._commands import run
 from ._decompress import DecompressError
 from ._decompress import decompress as shared_decompress
 from ._files import read_bytes
@@ -89,12 +89,11 @@ def _external(argv: list[str], data: bytes, exact: bool, tool: str, install: str
     if program is None:
         raise VmlinuxError(f"the kernel image is {tool}-compressed and the {argv[0]} program "
                            f"is not installed; install {install}")
-    proc = subprocess.run([program] + argv[1:], input=data[:-4] if exact else data,
-                          capture_output=True, check=False)
-    if (exact and proc.returncode) or not proc.stdout:
-        err = proc.stderr.decode("utf-8", "replace").strip()
-        raise ValueError(f"{argv[0]} failed: {err or f'exit status {proc.returncode}'}")
-    return proc.stdout
+    status, out, err = run([program] + argv[1:], data=data[:-4] if exact else data)
+    if (exact and status) or not out:
+        message = err.decode("utf-8", "replace").strip()
+        raise ValueError(f"{argv[0]} failed: {message or f'exit status {status}'}")
+    return out
 
 
 def _lz4(data: bytes, exact: bool = False) -> bytes:

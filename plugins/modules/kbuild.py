@@ -305,6 +305,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.vermagic.kmod.plugins.module_utils import _commands
 from ansible_collections.vermagic.kmod.plugins.module_utils._kbuild import (
     KbuildError,
     Request,
@@ -353,6 +354,7 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
+    _commands.use(_commands.from_module(module))
     if not HAS_ELFTOOLS:
         module.fail_json(msg=missing_required_lib("pyelftools"), exception=ELFTOOLS_ERROR)
     p = module.params

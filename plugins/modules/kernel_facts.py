@@ -277,6 +277,7 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.vermagic.kmod.plugins.module_utils import _commands
 from ansible_collections.vermagic.kmod.plugins.module_utils._kernel_facts import KernelFactsError, gather
 
 
@@ -288,6 +289,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
+    _commands.use(_commands.from_module(module))
     try:
         facts, warnings = gather(root=module.params["root"], release=module.params["release"])
     except KernelFactsError as exc:

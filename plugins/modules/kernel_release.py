@@ -195,6 +195,7 @@ backup_files:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.vermagic.kmod.plugins.module_utils import _commands
 from ansible_collections.vermagic.kmod.plugins.module_utils._lock import LockTimeout
 from ansible_collections.vermagic.kmod.plugins.module_utils._release import MODES, ReleaseError, align
 
@@ -210,6 +211,7 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
+    _commands.use(_commands.from_module(module))
     params = module.params
     try:
         plan, backups = align(params["path"], params["release"], params["mode"], backup=params["backup"],

@@ -277,6 +277,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.vermagic.kmod.plugins.module_utils import _commands
 from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import (
     ELFTOOLS_IMPORT_ERROR, HAS_ELFTOOLS, ModuleFileError, read_module)
 from ansible_collections.vermagic.kmod.plugins.module_utils._verdict import verdict
@@ -342,6 +343,7 @@ def main() -> None:
         mutually_exclusive=[("kernel", "release"), ("kernel", "root")],
         supports_check_mode=True,
     )
+    _commands.use(_commands.from_module(module))
     if not HAS_ELFTOOLS:
         module.fail_json(msg=missing_required_lib("pyelftools"), exception=ELFTOOLS_IMPORT_ERROR)
     path = module.params["path"]

@@ -312,6 +312,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.vermagic.kmod.plugins.module_utils import _commands
 from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import (
     ELFTOOLS_IMPORT_ERROR, HAS_ELFTOOLS)
 from ansible_collections.vermagic.kmod.plugins.module_utils._modload import (
@@ -338,6 +339,7 @@ def main() -> None:
         required_one_of=[("path", "name")],
         supports_check_mode=True,
     )
+    _commands.use(_commands.from_module(module))
     if not HAS_ELFTOOLS:
         module.fail_json(msg=missing_required_lib("pyelftools"), exception=ELFTOOLS_IMPORT_ERROR)
     if os.geteuid() != 0 and not module.check_mode:

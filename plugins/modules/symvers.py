@@ -208,6 +208,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes
 
+from ansible_collections.vermagic.kmod.plugins.module_utils import _commands
 from ansible_collections.vermagic.kmod.plugins.module_utils._files import write_atomic
 from ansible_collections.vermagic.kmod.plugins.module_utils._kernel_facts import (
     KernelFactsError, RunningView, choose_release)
@@ -239,6 +240,7 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
+    _commands.use(_commands.from_module(module))
     root = module.params["root"]
     dest = module.params["dest"]
     if os.path.isdir(dest):

@@ -10,7 +10,8 @@ The fake make understands ``-C dir``, ``M=dir``, ``olddefconfig``/``oldconfig`` 
 auto.conf and autoconf.h), ``listnewconfig`` (prints $FAKE_LISTNEWCONFIG),
 ``modules_prepare``/``prepare`` (writes the prepared files) and ``modules`` with ``M=``
 (one ``.ko`` per ``obj-m`` entry of the Kbuild file, plus ``modules.order``). $FAKE_SLEEP makes
-each target take that long; $FAKE_OUTPUT is a file whose text it prints; $FAKE_EXIT its status.
+each target take that long; $FAKE_OUTPUT is a file whose text it prints ($FAKE_STDERR: on
+stderr); $FAKE_EXIT its status.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ FAKE_MAKE = textwrap.dedent('''\
     out = os.environ.get("FAKE_OUTPUT")
     if out:
         sys.stdout.write(open(out).read())
+    err = os.environ.get("FAKE_STDERR")
+    if err:
+        sys.stderr.write(open(err).read())
     print(f"make: Leaving directory '{tree}'")
     with open(os.environ["FAKE_MAKE_CALLS"], "a") as f:
         f.write(json.dumps({"argv": sys.argv[1:], "start": start, "end": time.time()}) + "\\n")

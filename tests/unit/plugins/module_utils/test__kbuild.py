@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.vermagic.kmod.plugins.module_utils import _commands
 from ansible_collections.vermagic.kmod.plugins.module_utils import _kbuild as kb
 from ansible_collections.vermagic.kmod.plugins.module_utils._build_diagnosis import Finding
 from tests.support.fake_kbuild import CC_TEXT, FakeToolchain
@@ -30,7 +31,7 @@ def tc(tmp_path, monkeypatch):
     toolchain = FakeToolchain(tmp_path)
     for name, value in toolchain.env().items():
         monkeypatch.setenv(name, value)
-    for name in ("FAKE_SLEEP", "FAKE_OUTPUT", "FAKE_EXIT", "FAKE_LISTNEWCONFIG", "MAKEFLAGS"):
+    for name in ("FAKE_SLEEP", "FAKE_OUTPUT", "FAKE_STDERR", "FAKE_EXIT", "FAKE_LISTNEWCONFIG", "MAKEFLAGS"):
         monkeypatch.delenv(name, raising=False)
     return toolchain
 
@@ -118,7 +119,7 @@ def test_make_env_is_english_and_free_of_a_parent_make(monkeypatch):
     monkeypatch.setenv("MAKEFLAGS", "-j8 --jobserver-auth=3,4")
     monkeypatch.setenv("MAKELEVEL", "1")
     monkeypatch.setenv("LANG", "de_DE.UTF-8")
-    env = kb.make_env()
+    env = _commands.environment(kb.make_env())
     assert "MAKEFLAGS" not in env and "MAKELEVEL" not in env
     assert env["LC_ALL"] == "C" and env["LANG"] == "C"
 

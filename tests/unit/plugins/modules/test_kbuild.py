@@ -19,7 +19,7 @@ def tc(tmp_path, monkeypatch):
     toolchain = FakeToolchain(tmp_path)
     for name, value in toolchain.env().items():
         monkeypatch.setenv(name, value)
-    for name in ("FAKE_SLEEP", "FAKE_OUTPUT", "FAKE_EXIT", "FAKE_LISTNEWCONFIG"):
+    for name in ("FAKE_SLEEP", "FAKE_OUTPUT", "FAKE_STDERR", "FAKE_EXIT", "FAKE_LISTNEWCONFIG"):
         monkeypatch.delenv(name, raising=False)
     return toolchain
 
@@ -79,3 +79,14 @@ def test_failed_build_returns_log_and_tail(tc, monkeypatch):
     assert result["diagnosis"][0]["code"] == "unprepared_tree"
     assert len(result["log_tail"]) == 3
     assert result["commands"][0][-1] == "modules"
+
+
+def test_errors_on_stderr_reach_the_log_after_stdout(tc, monkeypatch):
+    tree, src = tc.tree(prepared=True), tc.module()
+    monkeypatch.setenv("FAKE_STDERR", str(LOGS / "compile_error.log"))
+    monkeypatch.setenv("FAKE_EXIT", "2")
+    result = run_module(kbuild.main, {"kernel_dir": str(tree), "src": str(src), "log_lines": 2})
+    assert result["failed"] and result["diagnosis"][0]["code"] == "compile_error"
+    log = (src / ".vermagic-kmod.log").read_text()
+    assert log.index("make: Leaving directory") < log.index("hello.c:41:17: error: expected")
+    assert result["log_tail"][-1] == "### exit status 2"
