@@ -25,11 +25,8 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
+from _setup import progress  # noqa: E402  (first: the checkout and the collection importable)
 from tests.support.debian import fetch  # noqa: E402
 from tests.vm.deploy import run_deploy  # noqa: E402
 from tests.vm.machine import VM  # noqa: E402
@@ -39,8 +36,7 @@ SCENARIOS = {"package": "build", "headers": "headers"}
 BUILD_LOG = "/var/lib/vermagic-kmod/deploy/build/{release}/hello/.vermagic-kmod.log"
 
 
-def say(msg: str) -> None:
-    print(f"[bench deploy] {msg}", file=sys.stderr, flush=True)
+say = progress("bench deploy")
 
 
 def scenario(name: str) -> dict:

@@ -21,27 +21,17 @@ import os
 import stat
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.support.collection import collections_dir  # noqa: E402
-
-sys.path.insert(0, str(collections_dir()))
+from _setup import progress  # noqa: E402  (first: the checkout and the collection importable)
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._kernel_facts import (  # noqa: E402
     MODULE_SUFFIXES, gather)
-from tests.support import subprocess_runner  # noqa: E402
 from tests.support.debian import fetch  # noqa: E402
-
-subprocess_runner.register()  # module_utils run their commands on subprocess here
 
 TARGET_RATIO = 0.5
 
 
-def say(msg: str) -> None:
-    print(f"[bench kernel_facts] {msg}", file=sys.stderr, flush=True)
+say = progress("bench kernel_facts")
 
 
 def naive_discovery(moddir: str) -> list[tuple[str, int, str]]:

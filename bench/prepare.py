@@ -29,29 +29,21 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.support.collection import collections_dir  # noqa: E402
-
-sys.path.insert(0, str(collections_dir()))
+from _setup import progress  # noqa: E402  (first: the checkout and the collection importable)
 
 from ansible_collections.vermagic.kmod.plugins.modules import (  # noqa: E402
     kbuild,
     kernel_release,
     symvers,
 )
-from tests.support import source_tree, subprocess_runner  # noqa: E402
+from tests.support import source_tree  # noqa: E402
 from tests.support.debian import DebianKernel, fetch  # noqa: E402
 from tests.support.module_runner import run_module  # noqa: E402
-
-subprocess_runner.register()  # module_utils run their commands on subprocess here
 
 TARGET_RATIO = 1.1
 
 
-def say(msg: str) -> None:
-    print(f"[bench prepare] {msg}", file=sys.stderr, flush=True)
+say = progress("bench prepare")
 
 
 def cpu_seconds() -> float:

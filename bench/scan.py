@@ -32,27 +32,19 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.support.collection import collections_dir  # noqa: E402
-
-sys.path.insert(0, str(collections_dir()))
+from _setup import ROOT, progress  # noqa: E402  (first: the checkout and the collection importable)
 
 from elftools.elf.elffile import ELFFile  # noqa: E402
 
 from ansible_collections.vermagic.kmod.plugins.module_utils import _modfile  # noqa: E402
 from ansible_collections.vermagic.kmod.plugins.module_utils._modfile import read_module  # noqa: E402
-from tests.support import subprocess_runner  # noqa: E402
+from tests.support.collection import collections_dir  # noqa: E402
 from tests.support.debian import fetch  # noqa: E402
-
-subprocess_runner.register()  # module_utils run their commands on subprocess here
 
 TARGET_RATIO = 2.0
 
 
-def say(msg: str) -> None:
-    print(f"[bench scan] {msg}", file=sys.stderr, flush=True)
+say = progress("bench scan")
 
 
 def _children_cpu() -> float:

@@ -19,27 +19,18 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.support.collection import collections_dir  # noqa: E402
-
-sys.path.insert(0, str(collections_dir()))
+from _setup import progress  # noqa: E402  (first: the checkout and the collection importable)
 
 from elftools.elf.elffile import ELFFile  # noqa: E402
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._symvers_sources import (  # noqa: E402
     recover)
-from tests.support import subprocess_runner  # noqa: E402
 from tests.support.debian import fetch  # noqa: E402
-
-subprocess_runner.register()  # module_utils run their commands on subprocess here
 
 TARGET_SECONDS = 10.0
 
 
-def say(msg: str) -> None:
-    print(f"[bench symvers] {msg}", file=sys.stderr, flush=True)
+say = progress("bench symvers")
 
 
 def naive(root: Path, release: str) -> tuple[set[str], int]:

@@ -20,30 +20,20 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.support.collection import collections_dir  # noqa: E402
-
-sys.path.insert(0, str(collections_dir()))
+from _setup import progress  # noqa: E402  (first: the checkout and the collection importable)
 
 from ansible_collections.vermagic.kmod.plugins.module_utils._symvers_stamp import (  # noqa: E402
     stamp_path)
 from ansible_collections.vermagic.kmod.plugins.modules import symvers  # noqa: E402
-from tests.support import subprocess_runner  # noqa: E402
 from tests.support.debian import fetch  # noqa: E402
 from tests.support.module_runner import run_module  # noqa: E402
-
-subprocess_runner.register()  # module_utils run their commands on subprocess here
 
 TARGET_RATIO = 0.1
 
 
-def say(msg: str) -> None:
-    print(f"[bench symvers rerun] {msg}", file=sys.stderr, flush=True)
+say = progress("bench symvers rerun")
 
 
 def timed(call: Callable[[], dict[str, Any]]) -> tuple[float, float, dict[str, Any]]:
