@@ -58,6 +58,15 @@ def run(argv: list[str], *, cwd: str | None = None, data: bytes | None = None,
     return runner(list(argv), cwd=cwd, data=data, env=env, timeout=timeout)
 
 
+def run_text(argv: list[str], *, cwd: str | None = None, data: bytes | None = None,
+             env: Env | None = None, timeout: float | None = None) -> tuple[int, str, str]:
+    """``run`` in the C locale (messages to parse are English), the output decoded as UTF-8
+    (bytes that are not are replaced)."""
+    status, out, err = run(argv, cwd=cwd, data=data, env={"LC_ALL": "C", **(env or {})},
+                           timeout=timeout)
+    return status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
 def environment(env: Env | None) -> dict[str, str]:
     """This process's environment with the changes of ``env`` made."""
     result = dict(os.environ)

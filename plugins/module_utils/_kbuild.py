@@ -46,7 +46,7 @@ from ansible_collections.vermagic.kmod.plugins.module_utils._build_diagnosis imp
     diagnose,
     tail,
 )
-from ansible_collections.vermagic.kmod.plugins.module_utils._commands import run
+from ansible_collections.vermagic.kmod.plugins.module_utils._commands import run, run_text
 from ansible_collections.vermagic.kmod.plugins.module_utils._files import write_atomic
 from ansible_collections.vermagic.kmod.plugins.module_utils._kconfig import parse_config
 from ansible_collections.vermagic.kmod.plugins.module_utils._lock import tree_lock
@@ -263,8 +263,7 @@ Probe = Callable[[str], str]  # program path -> its --version output (raises OSE
 
 
 def probe_version(program: str) -> str:
-    _status, out, _err = run([program, "--version"], env={"LC_ALL": "C"}, timeout=60)
-    return out.decode("utf-8", "replace")
+    return run_text([program, "--version"], timeout=60)[1]
 
 
 def version_text(output: str) -> str:

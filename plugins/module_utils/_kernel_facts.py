@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 
 from ansible_collections.vermagic.kmod.plugins.module_utils import _kconfig
 from ansible_collections.vermagic.kmod.plugins.module_utils._bzimage import BzImageError, read_header
-from ansible_collections.vermagic.kmod.plugins.module_utils._commands import run
+from ansible_collections.vermagic.kmod.plugins.module_utils._commands import run_text
 from ansible_collections.vermagic.kmod.plugins.module_utils._rootfs import RootPathError, inside, resolve
 from ansible_collections.vermagic.kmod.plugins.module_utils._taint import read_taint
 from ansible_collections.vermagic.kmod.plugins.module_utils._vermagic import parse_vermagic
@@ -94,11 +94,10 @@ class RunningView:
     def compiler_version(self, path: str) -> str | None:
         """``12.2.0`` from ``gcc -dumpfullversion`` (``clang -dumpversion``), or None."""
         try:
-            status, out, _err = run([path, "-dumpfullversion", "-dumpversion"], timeout=30,
-                                    env={"LC_ALL": "C"})
+            status, out, _err = run_text([path, "-dumpfullversion", "-dumpversion"], timeout=30)
         except OSError:
             return None
-        words = out.decode("utf-8", "replace").split()
+        words = out.split()
         return words[0] if status == 0 and words else None
 
 

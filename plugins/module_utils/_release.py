@@ -66,7 +66,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Mapping, NamedTuple
 
-from ansible_collections.vermagic.kmod.plugins.module_utils._commands import run
+from ansible_collections.vermagic.kmod.plugins.module_utils._commands import run_text
 from ansible_collections.vermagic.kmod.plugins.module_utils._files import write_atomic
 from ansible_collections.vermagic.kmod.plugins.module_utils._lock import tree_lock
 
@@ -283,10 +283,10 @@ class GitOutput(NamedTuple):
 def _git(path: str, *args: str) -> GitOutput | None:
     argv = ["git", "-c", f"safe.directory={path}", "-C", path, *args]
     try:
-        status, out, _err = run(argv, env={"LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}, timeout=120)
+        status, out, _err = run_text(argv, env={"GIT_OPTIONAL_LOCKS": "0"}, timeout=120)
     except OSError:
         return None
-    return GitOutput(status, out.decode("utf-8", "replace"))
+    return GitOutput(status, out)
 
 
 def read_git(path: str, kernel_version: str, modern: bool) -> Git | None:

@@ -58,6 +58,19 @@ def test_run_hands_everything_to_the_registered_runner():
     assert calls == [(["make", "-s"], {"cwd": "/t", "data": b"x", "env": {"A": None}, "timeout": 5})]
 
 
+def test_run_text_decodes_in_the_c_locale():
+    calls = []
+
+    def runner(argv, **kwargs):
+        calls.append(kwargs["env"])
+        return 1, b"gcc \xff 12\n", b"warn\n"
+
+    _commands.use(runner)
+    assert _commands.run_text(["gcc", "--version"], env={"A": "1"}) == (1, "gcc \ufffd 12\n", "warn\n")
+    assert _commands.run_text(["gcc", "--version"], env={"LC_ALL": "en_US.UTF-8"})[0] == 1
+    assert calls == [{"LC_ALL": "C", "A": "1"}, {"LC_ALL": "en_US.UTF-8"}]
+
+
 def test_environment_sets_and_removes(monkeypatch):
     monkeypatch.setenv("MAKEFLAGS", "-j8")
     monkeypatch.setenv("KEEP", "1")
